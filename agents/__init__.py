@@ -1,0 +1,1 @@
+"""DQN agents on stable-baselines3 with spiking Q-networks."""

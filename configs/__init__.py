@@ -1,0 +1,1 @@
+"""YAML presets, one per task."""

@@ -1,0 +1,10 @@
+"""spiking-dqn: IIR-SNN spiking networks trained down to one timestep, for DQN and classification."""
+from spiking_dqn.convert import calibrate, convert, fuse_bn
+from spiking_dqn.energy import EnergyReport, energy_report
+from spiking_dqn.iir import DEFAULT_SCHEDULE, parse_schedule, run_stages, stages_to
+from spiking_dqn.network import Residual, SpikingNetwork, clamp_after_step, recording
+from spiking_dqn.neuron import IIRNeuron
+
+__all__ = ["calibrate", "convert", "fuse_bn", "EnergyReport", "energy_report", "DEFAULT_SCHEDULE",
+           "parse_schedule", "run_stages", "stages_to", "Residual", "SpikingNetwork", "clamp_after_step",
+           "recording", "IIRNeuron"]

@@ -1,0 +1,1 @@
+"""Image classification on the spiking core."""
