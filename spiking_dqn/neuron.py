@@ -71,4 +71,4 @@ class IIRNeuron(nn.Module):
         self.threshold.clamp_(min=min_threshold)
 
     def extra_repr(self) -> str:
-        return f"threshold={float(self.threshold):.4g}, leak={float(self.leak):.4g}"
+        return f"threshold={self.threshold.item():.4g}, leak={self.leak.item():.4g}"
