@@ -1,0 +1,25 @@
+"""TensorBoard logging of the spiking network during a stage: per-layer spike rates, thresholds, leaks."""
+from __future__ import annotations
+
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from spiking_dqn.network import SpikingNetwork, recording
+
+
+class SpikeLogger(BaseCallback):
+    """Every `every` env steps, record each layer's threshold, leak and spike rate on probe states."""
+
+    def __init__(self, net: SpikingNetwork, probe: torch.Tensor, every: int = 1000) -> None:
+        super().__init__()
+        self.net, self.probe, self.every = net, probe[:256], every
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            with recording(self.net), torch.no_grad():
+                self.net(self.probe)
+            for k, (n, rate) in enumerate(zip(self.net.neurons(), self.net.spike_rates())):
+                self.logger.record(f"snn/spike_rate_l{k}", rate)
+                self.logger.record(f"snn/threshold_l{k}", n.threshold.item())
+                self.logger.record(f"snn/leak_l{k}", n.leak.item())
+        return True

@@ -1,0 +1,53 @@
+"""SB3 DQN with an optional distillation term towards a frozen teacher and an opt-in bfloat16 update."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import DQN
+from torch import nn
+
+
+class IIRDQN(DQN):
+    """DQN whose loss is TD (Huber, as SB3) + distill * Huber(Q(s, .), teacher(s, .)) on replay states."""
+
+    def __init__(self, *args: Any, distill: float = 0.0, bf16: bool = False, **kwargs: Any) -> None:
+        self.distill, self.bf16 = distill, bf16
+        self.teacher: nn.Module | None = None
+        super().__init__(*args, **kwargs)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "teacher"]
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """SB3's DQN update, plus the distillation term and autocast when enabled."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses, distill_losses = [], []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                with torch.no_grad():
+                    next_q = self.q_net_target(data.next_observations).float().max(dim=1)[0].reshape(-1, 1)
+                    target = data.rewards + (1 - data.dones) * discounts * next_q
+                q_all = self.q_net(data.observations).float()
+                loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), target)
+                losses.append(loss.item())
+                if self.teacher is not None and self.distill > 0:
+                    with torch.no_grad():
+                        teacher_q = self.teacher(data.observations).float()
+                    distill_loss = F.smooth_l1_loss(q_all, teacher_q)
+                    distill_losses.append(distill_loss.item())
+                    loss = loss + self.distill * distill_loss
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", np.mean(losses))
+        if distill_losses:
+            self.logger.record("train/distill_loss", np.mean(distill_losses))

@@ -1,0 +1,225 @@
+"""The RL run: ANN-DQN -> converted T100 baseline -> IIR stages T5..T1, each evaluated, in one run directory."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+from tqdm import tqdm
+
+from spiking_dqn.agents.callbacks import SpikeLogger
+from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.policy import IIRPolicy, QNet
+from spiking_dqn.convert import convert
+from spiking_dqn.envs import make_env
+from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
+from spiking_dqn.network import SpikingNetwork, recording
+from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
+
+log = logging.getLogger("spiking_dqn")
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+
+def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
+    """SB3 DQN arguments for the ANN phase or the SNN stages."""
+    common = {k: section[k] for k in ("learning_rate", "batch_size", "target_update_interval", "train_freq",
+                                      "gradient_steps")}
+    ann = cfg["ann"]
+    opt = {"optimizer_class": OPTIMIZERS[ann["optimizer"]], "optimizer_kwargs": {"fused": True} if ann["fused"] else {}}
+    common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"], bf16=ann["bf16"],
+                  optimize_memory_usage=ann.get("optimize_memory_usage", False),
+                  replay_buffer_kwargs={"handle_timeout_termination": not ann.get("optimize_memory_usage", False)})
+    if spiking:
+        eps = section["exploration_eps"]
+        common.update(learning_starts=0, exploration_initial_eps=eps, exploration_final_eps=eps,
+                      exploration_fraction=1.0, distill=section["distill"])
+    else:
+        common.update(learning_starts=ann["learning_starts"], exploration_fraction=ann["exploration_fraction"],
+                      exploration_final_eps=ann["exploration_final_eps"])
+    policy = {"arch": cfg["arch"], "hidden": cfg["hidden"], **opt}
+    return {"policy_kwargs": policy, **common}
+
+
+def _save(model: IIRDQN, path: Path) -> None:
+    """Save an SB3 model atomically."""
+    tmp = path.with_name(path.stem + ".tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_buffer(model: IIRDQN, path: Path) -> None:
+    """Save the replay buffer atomically."""
+    tmp = path.with_name(path.stem + ".tmp.pkl")
+    model.save_replay_buffer(tmp)
+    os.replace(tmp, path)
+
+
+def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[float, float, list[float] | None]:
+    """Greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1); returns, spike rates."""
+    bar = tqdm(total=trials, desc=f"eval {label}", leave=False)
+    env.seed(seed)  # every row is played on the same starting states
+
+    def on_step(local: dict, _global: dict) -> None:
+        bar.update(int(local["done"]))
+
+    net = qnet.net
+    if isinstance(net, SpikingNetwork):
+        with recording(net):
+            returns, _ = evaluate_policy(qnet, env, n_eval_episodes=trials, deterministic=True,
+                                         return_episode_rewards=True, callback=on_step)
+        rates = net.spike_rates()
+    else:
+        returns, _ = evaluate_policy(qnet, env, n_eval_episodes=trials, deterministic=True,
+                                     return_episode_rewards=True, callback=on_step)
+        rates = None
+    bar.close()
+    return float(np.mean(returns)), float(np.std(returns)), rates
+
+
+class Run:
+    """One run directory: config, checkpoints, replay buffer, finished rows; resumable phase by phase."""
+
+    def __init__(self, cfg: dict, out: Path) -> None:
+        self.cfg, self.out = cfg, out
+        self.state_path = out / "state.json"
+        self.rows: dict[str, dict] = json.loads(self.state_path.read_text())["rows"] if self.state_path.exists() else {}
+        self.env = make_env(cfg["env"], cfg["n_envs"], cfg["seed"], True, cfg["temporal"])
+        self.eval_seed = cfg["seed"] + 10_000
+        self.eval_env = make_env(cfg["env"], cfg["eval"]["trials"], self.eval_seed, False, cfg["temporal"])
+
+    def finish(self, key: str, row: Row) -> None:
+        """Record a finished phase and rewrite the results."""
+        self.rows[key] = row.__dict__
+        atomic_write(self.state_path, json.dumps({"rows": self.rows}, indent=1))
+        order = ["ann", "converted"] + [f"T{t}" for t in sorted((r["timesteps"] for k, r in self.rows.items()
+                                                                  if k.startswith("T")), reverse=True)]
+        rows = [Row(**self.rows[k]) for k in order if k in self.rows]
+        cfg = self.cfg
+        write_results(self.out, cfg["env"], "reward", cfg["eval"]["trials"], cfg["seed"], rows)
+
+    def model(self, spiking: bool, path: Path | None = None) -> IIRDQN:
+        """A new (or loaded) DQN for the ANN phase or the SNN stages."""
+        cfg = self.cfg
+        if path is not None and path.exists():
+            return IIRDQN.load(path, env=self.env, device=cfg["device"])
+        kwargs = _dqn_kwargs(cfg, cfg["snn" if spiking else "ann"], spiking)
+        if spiking:
+            kwargs["policy_kwargs"]["timesteps"] = cfg["stages"][0]
+        return IIRDQN(IIRPolicy, self.env, seed=cfg["seed"], device=cfg["device"], verbose=0,
+                      tensorboard_log=str(self.out / "tb"), **kwargs)
+
+    def calibration_states(self, model: IIRDQN) -> torch.Tensor:
+        """Replay-buffer states (preprocessed as the network sees them) for thresholds and probes; cached."""
+        path = self.out / "calibration.pt"
+        if path.exists():
+            return torch.load(path).to(model.device)
+        obs = model.replay_buffer.sample(self.cfg["snn"]["calibration_samples"]).observations
+        states = model.q_net.preprocess(obs).float()
+        torch.save(states.cpu(), path)
+        return states
+
+    def train_ann(self) -> IIRDQN:
+        """Train (or load) the ANN-DQN and keep its replay buffer on disk."""
+        path = self.out / "ann.zip"
+        model = self.model(False, path)
+        if not path.exists():
+            model.learn(self.cfg["ann"]["steps"], tb_log_name="ann", progress_bar=True)
+            _save_buffer(model, self.out / "replay.pkl")
+            _save(model, path)
+        else:
+            model.load_replay_buffer(self.out / "replay.pkl")
+        return model
+
+    def run(self) -> None:
+        """Every phase not finished yet, in order."""
+        ann = self.train_ann()
+        states = self.calibration_states(ann)
+        self.reference_rows(ann, states)
+        self.iir(ann, states)
+
+    def reevaluate(self) -> None:
+        """Evaluate the saved ANN, the converted baseline and every saved stage again."""
+        self.rows = {}
+        ann = self.model(False, self.out / "ann.zip")
+        states = self.calibration_states(ann)
+        self.reference_rows(ann, states)
+        for t in self.cfg["stages"]:
+            path = self.out / f"stage_T{t}.zip"
+            if path.exists():
+                policy: IIRPolicy = self.model(True, path).policy
+                mean, std, rates = evaluate(policy.q_net, self.eval_env, self.cfg["eval"]["trials"],
+                                            self.eval_seed, f"IIR T{t}")
+                self.finish(f"T{t}", snn_row("iir", policy.snn, states, rates or [], mean, std))
+
+    def reference_rows(self, ann: IIRDQN, states: torch.Tensor) -> None:
+        """Evaluate the ANN and the converted long-latency baseline, unless already done."""
+        cfg = self.cfg
+        ann_net = ann.q_net.net
+        trials = cfg["eval"]["trials"]
+        if "ann" not in self.rows:
+            mean, std, _ = evaluate(ann.q_net, self.eval_env, trials, self.eval_seed, "ANN")
+            self.finish("ann", ann_row(ann_net, states, mean, std))
+        if "converted" not in self.rows:
+            b = cfg["baseline"]
+            net = convert(ann_net, b["timesteps"], data=states, percentile=b["percentile"]).to(ann.device)
+            qnet = QNet(ann.observation_space, ann.action_space, net).eval()
+            mean, std, rates = evaluate(qnet, self.eval_env, trials, self.eval_seed, f"converted T{b['timesteps']}")
+            self.finish("converted", snn_row("converted", net, states, rates or [], mean, std))
+
+    def iir(self, ann: IIRDQN, states: torch.Tensor) -> None:
+        """IIR stages from the ANN converted at the 90th percentile, each from the one before."""
+        cfg = self.cfg
+        stages = cfg["stages"]
+        done = [t for t in stages if f"T{t}" in self.rows]
+        todo = [t for t in stages if t not in done]
+        if not todo:
+            return
+        if done:
+            snn = self.model(True, self.out / f"stage_T{done[-1]}.zip")
+            snn.load_replay_buffer(self.out / "replay.pkl")
+            teacher = copy.deepcopy(snn.q_net)
+        else:
+            snn = self.model(True)
+            snn.replay_buffer = ann.replay_buffer  # carried from the ANN phase
+            start = convert(ann.q_net.net, stages[0], data=states, percentile=cfg["snn"]["percentile"])
+            snn.q_net.net.load_state_dict(start.state_dict())
+            snn.q_net_target.net.load_state_dict(start.state_dict())
+            teacher = ann.q_net
+        teacher.requires_grad_(False).eval()
+        policy: IIRPolicy = snn.policy
+
+        def probe() -> list[float]:
+            with recording(policy.snn), torch.no_grad():
+                policy.snn(states)
+            return policy.snn.spike_rates()
+
+        def train(t: int) -> None:
+            snn.teacher = teacher
+            snn.learn(cfg["snn"]["stage_steps"], tb_log_name=f"iir_T{t}", progress_bar=True,
+                      callback=SpikeLogger(policy.snn, states))
+
+        def evaluate_stage(t: int) -> dict:
+            mean, std, rates = evaluate(policy.q_net, self.eval_env, cfg["eval"]["trials"], self.eval_seed,
+                                       f"IIR T{t}")
+            return {"row": snn_row("iir", policy.snn, states, rates or [], mean, std)}
+
+        def on_stage_end(stage: Stage) -> None:
+            nonlocal teacher
+            _save_buffer(snn, self.out / "replay.pkl")
+            _save(snn, self.out / f"stage_T{stage.timesteps}.zip")
+            self.finish(f"T{stage.timesteps}", stage.metrics["row"])
+            teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
+
+        run_stages(todo, policy.set_timesteps, probe, train, evaluate_stage, on_stage_end)
+
+
+def resolve_stages(schedule: str | list[int], target: int) -> list[int]:
+    """Stages from a schedule spec and the target latency (ValueError on bad input)."""
+    return stages_to(parse_schedule(schedule), target)

@@ -1,0 +1,83 @@
+"""An SB3 DQN policy whose online and target Q-networks are an ANN or a spiking network with settable T."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.dqn.policies import DQNPolicy
+from torch import nn
+
+from spiking_dqn.agents.networks import build_ann
+from spiking_dqn.convert import convert
+from spiking_dqn.network import SpikingNetwork, clamp_after_step
+
+
+class QNet(BasePolicy):
+    """Q-values of `net` on preprocessed observations; greedy actions."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, net: nn.Module,
+                 normalize_images: bool = True) -> None:
+        super().__init__(observation_space, action_space, normalize_images=normalize_images)
+        self.net = net
+
+    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observation as the network sees it (images scaled to [0, 1])."""
+        return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(obs))
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(observation).argmax(dim=1).reshape(-1)
+
+
+class IIRPolicy(DQNPolicy):
+    """DQN policy over the backbone `arch`; an ANN when `timesteps` is None, else a spiking network run for T."""
+
+    q_net: QNet
+    q_net_target: QNet
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Any,
+                 arch: str = "mlp", hidden: Sequence[int] = (256, 256), timesteps: int | None = None,
+                 **kwargs: Any) -> None:
+        self.arch, self.hidden, self.timesteps = arch, tuple(hidden), timesteps
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def build_ann(self) -> nn.Sequential:
+        """A fresh ANN of this policy's backbone."""
+        return build_ann(self.arch, self.observation_space.shape, int(self.action_space.n), self.hidden)
+
+    def make_q_net(self) -> QNet:  # type: ignore[override]
+        ann = self.build_ann()
+        net = ann if self.timesteps is None else convert(ann, self.timesteps)
+        return QNet(self.observation_space, self.action_space, net, self.normalize_images).to(self.device)
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        if self.spiking:
+            clamp_after_step(self.optimizer, self.q_net.net)
+
+    @property
+    def spiking(self) -> bool:
+        """True when the Q-networks are spiking."""
+        return self.timesteps is not None
+
+    @property
+    def snn(self) -> SpikingNetwork:
+        """The online spiking Q-network."""
+        assert isinstance(self.q_net.net, SpikingNetwork)
+        return self.q_net.net
+
+    def set_timesteps(self, timesteps: int) -> None:
+        """Set the latency T of the online and target networks (saved with the policy)."""
+        self.timesteps = timesteps
+        self.q_net.net.timesteps = timesteps
+        self.q_net_target.net.timesteps = timesteps
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(arch=self.arch, hidden=self.hidden, timesteps=self.timesteps)
+        return data

@@ -1,0 +1,57 @@
+"""CartPole from its state vector, or seen only through its rendered image."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+ROWS = slice(160, 320)  # the band of the 400x600 render holding the track, cart and upright pole
+SIZE = (150, 40)  # (width, height) after downscaling the full-width band
+
+
+class PixelObservation(gym.ObservationWrapper):
+    """Replace the observation by the rendered frame: rows 160:320, grayscale, inverted, 40x150 uint8.
+
+    The full width is kept (the cart's position on the track stays visible); nothing of the state vector
+    reaches the observation.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(0, 255, (SIZE[1], SIZE[0], 1), np.uint8)
+
+    def observation(self, _obs: np.ndarray) -> np.ndarray:
+        frame = cv2.cvtColor(self.env.render()[ROWS], cv2.COLOR_RGB2GRAY)
+        return (255 - cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA))[:, :, None]
+
+
+class FrameDifference(gym.ObservationWrapper):
+    """Two channels: the current frame and (current - previous) / 2 + 128, both uint8."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        h, w, _ = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 255, (h, w, 2), np.uint8)
+        self.previous: np.ndarray | None = None
+
+    def reset(self, **kwargs):  # type: ignore[no-untyped-def]
+        """Start with a zero difference."""
+        self.previous = None
+        return super().reset(**kwargs)
+
+    def observation(self, obs: np.ndarray) -> np.ndarray:
+        prev = obs if self.previous is None else self.previous
+        self.previous = obs
+        diff = (obs.astype(np.int16) - prev.astype(np.int16)) // 2 + 128
+        return np.concatenate([obs, diff.astype(np.uint8)], axis=2)
+
+
+def make_cartpole(pixels: bool, temporal: str = "stack") -> gym.Env:
+    """CartPole-v1 (500-step limit); with pixels, the rendered image (temporal: 'stack' or 'diff')."""
+    if not pixels:
+        return gym.make("CartPole-v1")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    env = PixelObservation(gym.make("CartPole-v1", render_mode="rgb_array"))
+    return FrameDifference(env) if temporal == "diff" else env

@@ -1,0 +1,190 @@
+"""The `spiking-dqn` command: train / evaluate RL runs and train vision runs; config presets and overrides."""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+import yaml
+
+
+class UsageError(ValueError):
+    """Bad user input: reported in one line with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"spiking-dqn: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def load_preset(name: str) -> dict:
+    """The YAML preset shipped for `name` (an RL env, 'atari' for any other ALE game, or 'vision')."""
+    text = resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def read_config(path: str) -> dict:
+    """A user config file (YAML mapping)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"cannot read config {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config {path} must be a YAML mapping")
+    return data
+
+
+def merge(base: dict, update: dict, prefix: str = "") -> dict:
+    """`base` updated with `update`; every key of `update` must exist in `base`."""
+    out = dict(base)
+    for key, value in update.items():
+        name = f"{prefix}{key}"
+        if key not in base:
+            raise UsageError(f"unknown config key {name!r}; valid: {', '.join(prefix + k for k in base)}")
+        out[key] = merge(base[key], value, name + ".") if isinstance(base[key], dict) and isinstance(value, dict) \
+            else value
+    return out
+
+
+def apply_sets(cfg: dict, sets: Sequence[str]) -> dict:
+    """Apply `key.sub=value` overrides (values parsed as YAML)."""
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        update: Any = yaml.safe_load(value) if value else None
+        for part in reversed(key.split(".")):
+            update = {part: update}
+        cfg = merge(cfg, update)
+    return cfg
+
+
+def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Create the run directory; never touch an existing one unless --resume or --overwrite."""
+    if resume:
+        if not (out / "config.yaml").exists():
+            raise UsageError(f"nothing to resume in {out} (no config.yaml)")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"run directory {out} exists; use --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_device(device: str) -> str:
+    """'auto', 'cpu' or 'cuda' (the latter only if available)."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but no CUDA device is available")
+    return device
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timesteps", type=int, required=True, help="target SNN latency T (forward passes per decision)")
+    p.add_argument("--schedule", default="5,4,3,2,1", help="descending latencies, e.g. 5,4,3,2,1 or 5,3,1")
+    p.add_argument("--config", help="YAML file overriding the preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", help="run directory (default runs/NAME-T<T>-s<seed>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+
+
+def build_parser() -> Parser:
+    """The command-line interface."""
+    parser = Parser(prog="spiking-dqn", description="IIR-SNN: spiking DQNs and classifiers down to T=1.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    train = sub.add_parser("train", help="ANN-DQN -> converted T100 baseline -> IIR stages, evaluated")
+    train.add_argument("env", help="cartpole | cartpole-pixels | pong | any ALE id")
+    _common(train)
+    train.add_argument("--trials", type=int, help="evaluation episodes per row (default 20)")
+    ev = sub.add_parser("evaluate", help="re-run the evaluation of a finished RL run")
+    ev.add_argument("run_dir")
+    ev.add_argument("--trials", type=int)
+    return parser
+
+
+def _rl_config(args: argparse.Namespace) -> dict:
+    from spiking_dqn.agents.pipeline import resolve_stages
+    from spiking_dqn.envs import check_env_name
+
+    try:
+        check_env_name(args.env)
+        stages = resolve_stages(args.schedule, args.timesteps)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    preset = args.env if args.env in ("cartpole", "cartpole-pixels", "pong") else "atari"
+    cfg = load_preset(preset)
+    if args.config:
+        cfg = merge(cfg, read_config(args.config))
+    cfg = apply_sets(cfg, args.set)
+    cfg["env"] = args.env
+    if args.trials is not None:
+        cfg["eval"]["trials"] = args.trials
+    if cfg["eval"]["trials"] < 1:
+        raise UsageError("--trials must be at least 1")
+    cfg.update(seed=args.seed, device=resolve_device(args.device), timesteps=args.timesteps, stages=stages)
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """`spiking-dqn train`."""
+    from spiking_dqn.agents.pipeline import Run
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.env)
+    out = Path(args.out or f"runs/{name}-T{args.timesteps}-s{args.seed}")
+    if args.resume:
+        prepare_out(out, True, False)
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+    else:
+        cfg = _rl_config(args)
+        prepare_out(out, False, args.overwrite)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    Run(cfg, out).run()
+    print((out / "results.md").read_text())
+    print(f"run directory: {out}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    """`spiking-dqn evaluate`."""
+    from spiking_dqn.agents.pipeline import Run
+
+    out = Path(args.run_dir)
+    if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
+        raise UsageError(f"{out} is not a finished run directory (no config.yaml / ann.zip)")
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    if args.trials is not None:
+        if args.trials < 1:
+            raise UsageError("--trials must be at least 1")
+        cfg["eval"]["trials"] = args.trials
+    Run(cfg, out).reevaluate()
+    print((out / "results.md").read_text())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `spiking-dqn` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        {"train": run_train, "evaluate": run_evaluate}[args.command](args)
+    except UsageError as e:
+        print(f"spiking-dqn: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
