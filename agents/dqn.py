@@ -18,6 +18,11 @@ class IIRDQN(DQN):
         self.teacher: nn.Module | None = None
         super().__init__(*args, **kwargs)
 
+    def set_timesteps(self, timesteps: int) -> None:
+        """Set the spiking Q-networks' latency T; kept in the policy kwargs so that `load` restores it."""
+        self.policy.set_timesteps(timesteps)  # type: ignore[attr-defined]
+        self.policy_kwargs["timesteps"] = timesteps
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "teacher"]
 

@@ -217,7 +217,7 @@ class Run:
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])
             teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
 
-        run_stages(todo, policy.set_timesteps, probe, train, evaluate_stage, on_stage_end)
+        run_stages(todo, snn.set_timesteps, probe, train, evaluate_stage, on_stage_end)
 
 
 def resolve_stages(schedule: str | list[int], target: int) -> list[int]:

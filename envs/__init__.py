@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
 
 from spiking_dqn.envs.atari import ALIASES, is_atari, make_atari
 from spiking_dqn.envs.cartpole import make_cartpole
@@ -18,10 +18,14 @@ def check_env_name(name: str) -> None:
 
 
 def make_env(name: str, n_envs: int = 1, seed: int = 0, training: bool = True, temporal: str = "stack") -> VecEnv:
-    """A vectorised environment with a Monitor on each copy (episode returns are the true score)."""
+    """A vectorised environment with a Monitor on each copy (episode returns are the true score).
+
+    Image observations come channel-first (C, H, W) uint8, as SB3 policies take them.
+    """
     check_env_name(name)
     if is_atari(name):
-        return make_atari(name, n_envs, seed, training)
-    pixels = name == "cartpole-pixels"
-    env = make_vec_env(lambda: make_cartpole(pixels, temporal), n_envs=n_envs, seed=seed)
-    return VecFrameStack(env, 2) if pixels and temporal == "stack" else env
+        return VecTransposeImage(make_atari(name, n_envs, seed, training))
+    if name == "cartpole":
+        return make_vec_env(lambda: make_cartpole(False), n_envs=n_envs, seed=seed)
+    env = make_vec_env(lambda: make_cartpole(True, temporal), n_envs=n_envs, seed=seed)
+    return VecTransposeImage(VecFrameStack(env, 2) if temporal == "stack" else env)

@@ -91,6 +91,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def set_threads(cfg: dict) -> None:
+    """Use the config's CPU thread count (0: torch's default); small networks run fastest on one thread."""
+    import torch
+
+    if cfg.get("threads", 0) > 0:
+        torch.set_num_threads(cfg["threads"])
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timesteps", type=int, required=True, help="target SNN latency T (forward passes per decision)")
     p.add_argument("--schedule", default="5,4,3,2,1", help="descending latencies, e.g. 5,4,3,2,1 or 5,3,1")
@@ -153,6 +161,7 @@ def run_train(args: argparse.Namespace) -> None:
         cfg = _rl_config(args)
         prepare_out(out, False, args.overwrite)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    set_threads(cfg)
     Run(cfg, out).run()
     print((out / "results.md").read_text())
     print(f"run directory: {out}")
@@ -170,6 +179,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         if args.trials < 1:
             raise UsageError("--trials must be at least 1")
         cfg["eval"]["trials"] = args.trials
+    set_threads(cfg)
     Run(cfg, out).reevaluate()
     print((out / "results.md").read_text())
 

@@ -1,0 +1,167 @@
+"""The RL side: the spiking policy inside SB3, conversion of a trained Q-network, the pipeline, the CLI."""
+import json
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.pipeline import Run
+from spiking_dqn.agents.policy import IIRPolicy, QNet
+from spiking_dqn.cli import load_preset, main, merge, read_config
+from spiking_dqn.convert import convert
+from spiking_dqn.envs import make_env
+
+TINY = ["--set", "ann.steps=600", "--set", "ann.learning_starts=100", "--set", "ann.train_freq=50",
+        "--set", "ann.gradient_steps=10", "--set", "snn.stage_steps=200", "--set", "snn.train_freq=50",
+        "--set", "snn.gradient_steps=10", "--set", "snn.calibration_samples=256", "--trials", "2"]
+
+
+def test_spiking_policy_learns_saves_loads_and_predicts(tmp_path):
+    env = make_env("cartpole", seed=0)
+    model = IIRDQN(IIRPolicy, env, learning_starts=50, train_freq=10, gradient_steps=5, batch_size=16, seed=0,
+                   policy_kwargs={"arch": "mlp", "hidden": [32, 32], "timesteps": 3})
+    before = [p.detach().clone() for p in model.policy.q_net.parameters()]
+    model.learn(300)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.q_net.parameters()))
+    assert all(n.leak.item() <= 1.0 for n in model.policy.snn.neurons())
+    model.set_timesteps(2)
+    model.save(tmp_path / "m.zip")
+    loaded = IIRDQN.load(tmp_path / "m.zip", env=env)
+    assert loaded.policy.snn.timesteps == 2 and loaded.policy.q_net_target.net.timesteps == 2
+    obs = env.reset()
+    a1, _ = model.predict(obs, deterministic=True)
+    a2, _ = loaded.predict(obs, deterministic=True)
+    assert a1.tolist() == a2.tolist()
+    for p, q in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_converted_trained_q_network_keeps_greedy_actions_at_t100():
+    env = make_env("cartpole", seed=1)
+    model = IIRDQN(IIRPolicy, env, learning_starts=200, train_freq=16, gradient_steps=16, batch_size=64, seed=1,
+                   learning_rate=2e-3, policy_kwargs={"arch": "mlp", "hidden": [64, 64]})
+    model.learn(3000)
+    states = model.q_net.preprocess(model.replay_buffer.sample(2048).observations).float()
+    snn = convert(model.q_net.net, 100, data=states[:1024], percentile=99.9)
+    with torch.no_grad():
+        agree = (snn(states[1024:]).argmax(1) == model.q_net.net(states[1024:]).argmax(1)).float().mean()
+    assert agree >= 0.97
+
+
+def _train(args, tmp_path, name="run"):
+    out = tmp_path / name
+    code = main(["train", "cartpole", "--out", str(out), *TINY, *args])
+    return code, out
+
+
+def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_path, monkeypatch):
+    starts = []
+    learn = IIRDQN.learn
+
+    def spy(self, *a, **k):
+        if self.policy.spiking:
+            starts.append((self.policy.timesteps, id(self.replay_buffer), self.replay_buffer.pos,
+                           {k: v.clone() for k, v in self.policy.q_net.state_dict().items()}))
+        return learn(self, *a, **k)
+
+    monkeypatch.setattr(IIRDQN, "learn", spy)
+    code, out = _train(["--timesteps", "1", "--schedule", "3,1"], tmp_path)
+    assert code == 0
+    for f in ("config.yaml", "ann.zip", "stage_T3.zip", "stage_T1.zip", "results.md", "results.png", "replay.pkl"):
+        assert (out / f).exists(), f
+    assert any((out / "tb").iterdir())
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "cartpole" and res["metric"] == "reward" and res["trials"] == 2
+    assert [(r["model"], r["timesteps"]) for r in res["rows"]] == [("ann", None), ("converted", 100), ("iir", 3),
+                                                                    ("iir", 1)]
+    keys = {"model", "timesteps", "score_mean", "score_std", "spike_rate", "layer_spike_rates", "energy_ratio",
+            "memory_access_ratio", "ms_per_decision"}
+    assert all(set(r) == keys for r in res["rows"])
+    assert all(len(r["layer_spike_rates"]) == 2 for r in res["rows"][1:])
+    (t3, buf3, pos3, _), (t1, buf1, pos1, start1) = starts
+    assert (t3, t1) == (3, 1) and buf3 == buf1
+    assert pos3 >= 600 and pos1 >= pos3 + 200  # the ANN's transitions are kept, new ones arrive
+    end3 = IIRDQN.load(out / "stage_T3.zip").policy.q_net.state_dict()
+    for k in end3:
+        torch.testing.assert_close(start1[k], end3[k])
+
+
+def test_resume_skips_finished_stages(tmp_path, monkeypatch):
+    calls = []
+    learn = IIRDQN.learn
+
+    def failing(self, *a, **k):
+        calls.append(self.policy.timesteps)
+        if self.policy.timesteps == 1 and len(calls) < 4:
+            raise KeyboardInterrupt
+        return learn(self, *a, **k)
+
+    monkeypatch.setattr(IIRDQN, "learn", failing)
+    with pytest.raises(KeyboardInterrupt):
+        _train(["--timesteps", "1", "--schedule", "3,1"], tmp_path)
+    out = tmp_path / "run"
+    assert (out / "stage_T3.zip").exists() and not (out / "stage_T1.zip").exists()
+    assert main(["train", "cartpole", "--timesteps", "1", "--out", str(out), "--resume"]) == 0
+    assert calls == [None, 3, 1, 1]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["timesteps"] for r in rows] == [None, 100, 3, 1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "nope", "--timesteps", "1"], "unknown environment"),
+    (["train", "cartpole", "--timesteps", "0"], "between 1"),
+    (["train", "cartpole", "--timesteps", "7"], "between 1"),
+    (["train", "cartpole", "--timesteps", "1", "--schedule", "5,x,1"], "schedule"),
+    (["train", "cartpole", "--timesteps", "1", "--schedule", "1,3,5"], "descending"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "ann.nope=3"], "unknown config key 'ann.nope'"),
+    (["train", "cartpole", "--timesteps", "1", "--config", "/nonexistent.yaml"], "cannot read config"),
+    (["train", "cartpole", "--timesteps", "1", "--device", "tpu"], "--device"),
+    (["train", "cartpole"], "--timesteps"),
+    (["evaluate", "/nonexistent-run"], "not a finished run"),
+])
+def test_cli_rejects_bad_input_with_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else [])]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_never_overwrites_an_existing_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("precious")
+    assert main(["train", "cartpole", "--timesteps", "1", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "precious"
+
+
+def test_evaluate_reruns_a_finished_run(tmp_path):
+    code, out = _train(["--timesteps", "2", "--schedule", "2"], tmp_path)
+    assert code == 0
+    assert main(["evaluate", str(out), "--trials", "3"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["trials"] == 3 and [r["model"] for r in res["rows"]] == ["ann", "converted", "iir"]
+
+
+def test_presets_config_files_and_console_script(tmp_path):
+    for name in ("cartpole",):
+        cfg = load_preset(name)
+        assert {"ann", "snn", "baseline", "eval"} <= set(cfg)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"snn": {"distill": 0.5}}))
+    merged = merge(load_preset("cartpole"), read_config(str(tmp_path / "c.yaml")))
+    assert merged["snn"]["distill"] == 0.5 and merged["snn"]["stage_steps"] == load_preset("cartpole")["snn"]["stage_steps"]
+    result = subprocess.run(["spiking-dqn", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_pixel_cartpole_observations_are_images_of_the_cart(tmp_path):
+    env = make_env("cartpole-pixels", n_envs=1, seed=0)
+    obs = env.reset()
+    assert obs.shape == (1, 2, 40, 150) and obs.dtype.name == "uint8"
+    assert obs.max() > 100 and (obs > 100).mean() < 0.2  # a dark background with the cart and pole drawn
+    qnet = QNet(env.observation_space, env.action_space, torch.nn.Flatten())
+    assert qnet.preprocess(torch.as_tensor(obs)).max() <= 1.0
