@@ -7,13 +7,11 @@ in a single Linear to the classes, as in the official code (the paper lists no l
 """
 from __future__ import annotations
 
-from typing import Union
-
 from torch import nn
 
 from spiking_dqn.network import Residual
 
-Spec = list[Union[int, str, tuple[int, int]]]
+Spec = list[int | str | tuple[int, int]]
 
 ARCHS: dict[str, Spec] = {
     "vgg6": [64, "A", 128, 128, "A"],
@@ -58,9 +56,12 @@ def features(spec: Spec, in_channels: int, dropout: float) -> tuple[list[nn.Modu
     return layers, channels, factor
 
 
-def build_model(arch: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
-                dropout: float = 0.5) -> nn.Sequential:
-    """The ANN for `arch` (vgg6 | vgg16 | resnet20) on square images; He-initialised (paper A.2.2)."""
+def build_model(arch: str, num_classes: int, in_channels: int = 3, image_size: int = 32, dropout: float = 0.5,
+                hidden: int = HIDDEN) -> nn.Sequential:
+    """The ANN for `arch` (vgg6 | vgg16 | resnet20) on square images; He-initialised (paper A.2.2).
+
+    `hidden` is the width of the VGG classifier's two hidden linear layers (paper: 4096).
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     layers, channels, factor = features(ARCHS[arch], in_channels, dropout)
@@ -73,9 +74,9 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, image_size: i
     flat = channels * size * size
     layers.append(nn.Flatten())
     if arch.startswith("vgg"):
-        layers += [nn.Linear(flat, HIDDEN, bias=False), nn.ReLU(), nn.Dropout(dropout),
-                   nn.Linear(HIDDEN, HIDDEN, bias=False), nn.ReLU(), nn.Dropout(dropout)]
-        flat = HIDDEN
+        layers += [nn.Linear(flat, hidden, bias=False), nn.ReLU(), nn.Dropout(dropout),
+                   nn.Linear(hidden, hidden, bias=False), nn.ReLU(), nn.Dropout(dropout)]
+        flat = hidden
     layers.append(nn.Linear(flat, num_classes, bias=False))
     model = nn.Sequential(*layers)
     for m in model.modules():
