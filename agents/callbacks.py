@@ -1,5 +1,7 @@
-"""TensorBoard logging of the spiking network during a stage: per-layer spike rates, thresholds, leaks."""
+"""Callbacks: TensorBoard logging of the spiking layers; periodic checkpoints for resuming."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
@@ -22,4 +24,22 @@ class SpikeLogger(BaseCallback):
                 self.logger.record(f"snn/spike_rate_l{k}", rate)
                 self.logger.record(f"snn/threshold_l{k}", n.threshold.item())
                 self.logger.record(f"snn/leak_l{k}", n.leak.item())
+        return True
+
+
+class Checkpoint(BaseCallback):
+    """Call `save` every `every` env steps (0: never), so an interrupted phase resumes from there."""
+
+    def __init__(self, every: int, save: Callable[[], None]) -> None:
+        super().__init__()
+        self.every, self.save = every, save
+        self.last = 0
+
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.every > 0 and self.num_timesteps - self.last >= self.every:
+            self.last = self.num_timesteps
+            self.save()
         return True

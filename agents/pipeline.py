@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import get_linear_fn
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
-from spiking_dqn.agents.callbacks import SpikeLogger
+from spiking_dqn.agents.callbacks import Checkpoint, SpikeLogger
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.convert import convert
@@ -34,16 +36,17 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     ann = cfg["ann"]
     opt = {"optimizer_class": OPTIMIZERS[ann["optimizer"]], "optimizer_kwargs": {"fused": True} if ann["fused"] else {}}
     common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"], bf16=ann["bf16"],
-                  optimize_memory_usage=ann.get("optimize_memory_usage", False),
-                  replay_buffer_kwargs={"handle_timeout_termination": not ann.get("optimize_memory_usage", False)})
+                  optimize_memory_usage=ann["optimize_memory_usage"], channels_last=ann["channels_last"],
+                  replay_buffer_kwargs={"handle_timeout_termination": not ann["optimize_memory_usage"]})
     if spiking:
         eps = section["exploration_eps"]
-        common.update(learning_starts=0, exploration_initial_eps=eps, exploration_final_eps=eps,
+        lr = get_linear_fn(section["learning_rate"], section["learning_rate_end"], 1.0)  # decays within each stage
+        common.update(learning_rate=lr, learning_starts=0, exploration_initial_eps=eps, exploration_final_eps=eps,
                       exploration_fraction=1.0, distill=section["distill"])
     else:
         common.update(learning_starts=ann["learning_starts"], exploration_fraction=ann["exploration_fraction"],
                       exploration_final_eps=ann["exploration_final_eps"])
-    policy = {"arch": cfg["arch"], "hidden": cfg["hidden"], **opt}
+    policy = {"arch": cfg["arch"], "hidden": cfg["hidden"], "channels_last": common.pop("channels_last"), **opt}
     return {"policy_kwargs": policy, **common}
 
 
@@ -125,16 +128,37 @@ class Run:
         torch.save(states.cpu(), path)
         return states
 
+    def learn(self, model: IIRDQN, steps: int, name: str, ckpt: Path, callbacks: list[BaseCallback]) -> None:
+        """Learn until the model has `steps` env steps in this phase, checkpointing model and buffer."""
+        remaining = steps - model.num_timesteps
+        if remaining > 0:
+            saver = Checkpoint(self.cfg["checkpoint_every"], lambda: self.checkpoint(model, ckpt))
+            model.learn(remaining, tb_log_name=name, progress_bar=True, reset_num_timesteps=model.num_timesteps == 0,
+                        callback=CallbackList([*callbacks, saver]))
+
+    def checkpoint(self, model: IIRDQN, path: Path) -> None:
+        """Save the replay buffer, then the model, each atomically."""
+        _save_buffer(model, self.out / "replay.pkl")
+        _save(model, path)
+
+    def resume_point(self, spiking: bool, *paths: Path | None) -> IIRDQN | None:
+        """The first saved model of `paths` that exists, with the replay buffer; None if none exists."""
+        for p in paths:
+            if p is not None and p.exists():
+                model = self.model(spiking, p)
+                model.load_replay_buffer(self.out / "replay.pkl")
+                return model
+        return None
+
     def train_ann(self) -> IIRDQN:
-        """Train (or load) the ANN-DQN and keep its replay buffer on disk."""
-        path = self.out / "ann.zip"
-        model = self.model(False, path)
-        if not path.exists():
-            model.learn(self.cfg["ann"]["steps"], tb_log_name="ann", progress_bar=True)
-            _save_buffer(model, self.out / "replay.pkl")
-            _save(model, path)
-        else:
-            model.load_replay_buffer(self.out / "replay.pkl")
+        """Train (or load, or continue) the ANN-DQN; its replay buffer stays on disk."""
+        path, ckpt = self.out / "ann.zip", self.out / "ann.ckpt.zip"
+        model = self.resume_point(False, path, ckpt)
+        if model is None or not path.exists():
+            model = model or self.model(False)
+            self.learn(model, self.cfg["ann"]["steps"], "ann", ckpt, [])
+            self.checkpoint(model, path)
+            ckpt.unlink(missing_ok=True)
         return model
 
     def run(self) -> None:
@@ -181,17 +205,18 @@ class Run:
         todo = [t for t in stages if t not in done]
         if not todo:
             return
-        if done:
-            snn = self.model(True, self.out / f"stage_T{done[-1]}.zip")
-            snn.load_replay_buffer(self.out / "replay.pkl")
-            teacher = copy.deepcopy(snn.q_net)
-        else:
+        ckpt = self.out / f"stage_T{todo[0]}.ckpt.zip"
+        last = self.out / f"stage_T{done[-1]}.zip" if done else None
+        snn = self.resume_point(True, ckpt, last)  # mid-stage checkpoint first, else the last stage
+        if snn is not None and not ckpt.exists():
+            snn.num_timesteps = 0  # the stage to run counts its own env steps
+        if snn is None:
             snn = self.model(True)
             snn.replay_buffer = ann.replay_buffer  # carried from the ANN phase
             start = convert(ann.q_net.net, stages[0], data=states, percentile=cfg["snn"]["percentile"])
             snn.q_net.net.load_state_dict(start.state_dict())
             snn.q_net_target.net.load_state_dict(start.state_dict())
-            teacher = ann.q_net
+        teacher = self.model(True, last).q_net if last else ann.q_net
         teacher.requires_grad_(False).eval()
         policy: IIRPolicy = snn.policy
 
@@ -202,8 +227,8 @@ class Run:
 
         def train(t: int) -> None:
             snn.teacher = teacher
-            snn.learn(cfg["snn"]["stage_steps"], tb_log_name=f"iir_T{t}", progress_bar=True,
-                      callback=SpikeLogger(policy.snn, states))
+            self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip",
+                       [SpikeLogger(policy.snn, states)])
 
         def evaluate_stage(t: int) -> dict:
             mean, std, rates = evaluate(policy.q_net, self.eval_env, cfg["eval"]["trials"], self.eval_seed,
@@ -212,8 +237,9 @@ class Run:
 
         def on_stage_end(stage: Stage) -> None:
             nonlocal teacher
-            _save_buffer(snn, self.out / "replay.pkl")
-            _save(snn, self.out / f"stage_T{stage.timesteps}.zip")
+            self.checkpoint(snn, self.out / f"stage_T{stage.timesteps}.zip")
+            (self.out / f"stage_T{stage.timesteps}.ckpt.zip").unlink(missing_ok=True)
+            snn.num_timesteps = 0  # the next stage counts its own env steps
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])
             teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
 

@@ -19,13 +19,17 @@ class QNet(BasePolicy):
     """Q-values of `net` on preprocessed observations; greedy actions."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, net: nn.Module,
-                 normalize_images: bool = True) -> None:
+                 normalize_images: bool = True, channels_last: bool = False) -> None:
         super().__init__(observation_space, action_space, normalize_images=normalize_images)
         self.net = net
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observation as the network sees it (images scaled to [0, 1])."""
-        return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        """Observation as the network sees it (images scaled to [0, 1]; NHWC memory if channels_last)."""
+        x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.preprocess(obs))
@@ -42,8 +46,9 @@ class IIRPolicy(DQNPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Any,
                  arch: str = "mlp", hidden: Sequence[int] = (256, 256), timesteps: int | None = None,
-                 **kwargs: Any) -> None:
+                 channels_last: bool = False, **kwargs: Any) -> None:
         self.arch, self.hidden, self.timesteps = arch, tuple(hidden), timesteps
+        self.channels_last = channels_last
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def build_ann(self) -> nn.Sequential:
@@ -53,7 +58,8 @@ class IIRPolicy(DQNPolicy):
     def make_q_net(self) -> QNet:  # type: ignore[override]
         ann = self.build_ann()
         net = ann if self.timesteps is None else convert(ann, self.timesteps)
-        return QNet(self.observation_space, self.action_space, net, self.normalize_images).to(self.device)
+        return QNet(self.observation_space, self.action_space, net, self.normalize_images,
+                    self.channels_last).to(self.device)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -79,5 +85,5 @@ class IIRPolicy(DQNPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(arch=self.arch, hidden=self.hidden, timesteps=self.timesteps)
+        data.update(arch=self.arch, hidden=self.hidden, timesteps=self.timesteps, channels_last=self.channels_last)
         return data

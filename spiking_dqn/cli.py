@@ -12,6 +12,8 @@ from typing import Any, NoReturn, Sequence
 
 import yaml
 
+from spiking_dqn.report import atomic_write
+
 
 class UsageError(ValueError):
     """Bad user input: reported in one line with exit code 2."""
@@ -32,7 +34,9 @@ def load_preset(name: str) -> dict:
 
 
 def read_config(path: str) -> dict:
-    """A user config file (YAML mapping)."""
+    """A user config file (YAML mapping), or a shipped preset by name (e.g. pong-paper)."""
+    if not Path(path).exists() and resources.files("spiking_dqn.configs").joinpath(f"{path}.yaml").is_file():
+        return load_preset(path)
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -102,7 +106,7 @@ def set_threads(cfg: dict) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timesteps", type=int, required=True, help="target SNN latency T (forward passes per decision)")
     p.add_argument("--schedule", default="5,4,3,2,1", help="descending latencies, e.g. 5,4,3,2,1 or 5,3,1")
-    p.add_argument("--config", help="YAML file overriding the preset")
+    p.add_argument("--config", help="YAML file (or shipped preset name, e.g. pong-paper) overriding the preset")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", help="run directory (default runs/NAME-T<T>-s<seed>)")
     p.add_argument("--seed", type=int, default=0)
@@ -154,13 +158,14 @@ def run_train(args: argparse.Namespace) -> None:
 
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.env)
     out = Path(args.out or f"runs/{name}-T{args.timesteps}-s{args.seed}")
-    if args.resume:
+    if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
         cfg = yaml.safe_load((out / "config.yaml").read_text())
+        cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
         cfg = _rl_config(args)
         prepare_out(out, False, args.overwrite)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     set_threads(cfg)
     Run(cfg, out).run()
     print((out / "results.md").read_text())

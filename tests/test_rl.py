@@ -165,3 +165,28 @@ def test_pixel_cartpole_observations_are_images_of_the_cart(tmp_path):
     assert obs.max() > 100 and (obs > 100).mean() < 0.2  # a dark background with the cart and pole drawn
     qnet = QNet(env.observation_space, env.action_space, torch.nn.Flatten())
     assert qnet.preprocess(torch.as_tensor(obs)).max() <= 1.0
+
+
+def test_interrupted_phase_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    saves, learned = [], []
+    checkpoint, learn = Run.checkpoint, IIRDQN.learn
+
+    def crash_after_first(self, model, path):
+        checkpoint(self, model, path)
+        saves.append((path.name, model.num_timesteps))
+        if len(saves) == 1:
+            raise KeyboardInterrupt
+
+    def spy(self, total, *a, **k):
+        learned.append((self.policy.timesteps, total, self.num_timesteps))
+        return learn(self, total, *a, **k)
+
+    monkeypatch.setattr(Run, "checkpoint", crash_after_first)
+    monkeypatch.setattr(IIRDQN, "learn", spy)
+    with pytest.raises(KeyboardInterrupt):
+        _train(["--timesteps", "2", "--schedule", "2", "--set", "checkpoint_every=250"], tmp_path)
+    assert saves == [("ann.ckpt.zip", 250)]
+    out = tmp_path / "run"
+    assert main(["train", "cartpole", "--timesteps", "2", "--out", str(out), "--resume"]) == 0
+    assert learned[:2] == [(None, 600, 0), (None, 350, 250)]  # the ANN phase went on from step 250
+    assert not (out / "ann.ckpt.zip").exists() and (out / "stage_T2.zip").exists()
