@@ -126,6 +126,15 @@ def build_parser() -> Parser:
     ev = sub.add_parser("evaluate", help="re-run the evaluation of a finished RL run")
     ev.add_argument("run_dir")
     ev.add_argument("--trials", type=int)
+    vision = sub.add_parser("vision", help="image classification on the same spiking core")
+    vt = vision.add_subparsers(dest="vision_command", required=True, parser_class=Parser).add_parser(
+        "train", help="ANN -> IIR stages on an image dataset")
+    vt.add_argument("dataset", help="digits (offline default) | cifar10 | cifar100 | imagenet")
+    vt.add_argument("--arch", default="vgg6", help="vgg6 | vgg16 | resnet20")
+    _common(vt)
+    vt.add_argument("--data-dir", help="dataset folder (CIFAR archives or ImageNet class folders)")
+    vt.add_argument("--download", action="store_true", help="fetch the CIFAR archive (checksum-checked)")
+    vt.add_argument("--trials", type=int, help="test-set shards for mean ± std (default 10)")
     return parser
 
 
@@ -152,22 +161,63 @@ def _rl_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def run_train(args: argparse.Namespace) -> None:
-    """`spiking-dqn train`."""
-    from spiking_dqn.agents.pipeline import Run
-
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.env)
-    out = Path(args.out or f"runs/{name}-T{args.timesteps}-s{args.seed}")
+def start_run(args: argparse.Namespace, name: str, make_config: Any) -> tuple[Path, dict]:
+    """The run directory and its config: new (from `make_config()`) or resumed (saved, plus overrides)."""
+    out = Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
         cfg = yaml.safe_load((out / "config.yaml").read_text())
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
-        cfg = _rl_config(args)
+        cfg = make_config()
         prepare_out(out, False, args.overwrite)
     atomic_write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     set_threads(cfg)
+    return out, cfg
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """`spiking-dqn train`."""
+    from spiking_dqn.agents.pipeline import Run
+
+    out, cfg = start_run(args, args.env, lambda: _rl_config(args))
     Run(cfg, out).run()
+    print((out / "results.md").read_text())
+    print(f"run directory: {out}")
+
+
+def _vision_config(args: argparse.Namespace) -> dict:
+    from spiking_dqn.vision.pipeline import resolve
+
+    cfg = load_preset("vision")
+    if args.config:
+        cfg = merge(cfg, read_config(args.config))
+    cfg = apply_sets(cfg, args.set)
+    cfg.update(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps, schedule=args.schedule,
+               seed=args.seed, device=resolve_device(args.device), data_dir=args.data_dir, download=args.download)
+    if args.trials is not None:
+        if args.trials < 1:
+            raise UsageError("--trials must be at least 1")
+        cfg["trials"] = args.trials
+    if args.dataset != "digits" and args.data_dir is None:
+        raise UsageError(f"{args.dataset} needs --data-dir (with --download to fetch CIFAR into it)")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir() and not args.download:
+        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+    try:
+        return resolve(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def run_vision(args: argparse.Namespace) -> None:
+    """`spiking-dqn vision train`."""
+    from spiking_dqn.vision.pipeline import run
+
+    out, cfg = start_run(args, f"{args.dataset}-{args.arch}", lambda: _vision_config(args))
+    try:
+        run(cfg, out, resume=args.resume)
+    except (ValueError, FileNotFoundError) as e:  # data that is missing or malformed
+        raise UsageError(str(e).splitlines()[0]) from None
     print((out / "results.md").read_text())
     print(f"run directory: {out}")
 
@@ -194,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        {"train": run_train, "evaluate": run_evaluate}[args.command](args)
+        {"train": run_train, "evaluate": run_evaluate, "vision": run_vision}[args.command](args)
     except UsageError as e:
         print(f"spiking-dqn: error: {e}", file=sys.stderr)
         return 2
