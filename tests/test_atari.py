@@ -1,0 +1,33 @@
+"""Smoke runs of the whole pipeline on real ALE games (tiny budgets from the `smoke` preset)."""
+import json
+
+import pytest
+
+from spiking_dqn.cli import main
+from spiking_dqn.envs import make_env
+
+
+@pytest.mark.parametrize("game", ["pong", "BoxingNoFrameskip-v4"])
+def test_atari_pipeline_smoke(game, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", game, "--timesteps", "1", "--schedule", "2,1", "--config", "smoke", "--out", str(out)]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["timesteps"]) for r in res["rows"]] == [("ann", None), ("converted", 20), ("iir", 2),
+                                                                    ("iir", 1)]
+    assert all(len(r["layer_spike_rates"]) == 4 for r in res["rows"][1:])  # 3 conv + the 512 linear layer
+    assert all(r["energy_ratio"] > 0 and r["ms_per_decision"] > 0 for r in res["rows"])
+    for f in ("ann.zip", "stage_T2.zip", "stage_T1.zip", "results.md", "results.png", "config.yaml"):
+        assert (out / f).exists(), f
+
+
+def test_pong_evaluation_reports_true_game_score():
+    env = make_env("pong", n_envs=1, seed=0, training=False)
+    obs = env.reset()
+    assert obs.shape == (1, 4, 84, 84)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, dones, infos = env.step([0])
+        total += float(reward[0])
+        done = bool(dones[0])
+    assert infos[0]["episode"]["r"] == total == -21.0  # a full game lost 0-21, not clipped, not one life
