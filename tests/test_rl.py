@@ -161,7 +161,7 @@ def test_presets_config_files_and_console_script(tmp_path):
 def test_pixel_cartpole_observations_are_images_of_the_cart(tmp_path):
     env = make_env("cartpole-pixels", n_envs=1, seed=0)
     obs = env.reset()
-    assert obs.shape == (1, 2, 40, 150) and obs.dtype.name == "uint8"
+    assert obs.shape == (1, 2, 30, 80) and obs.dtype.name == "uint8"
     assert obs.max() > 100 and (obs > 100).mean() < 0.2  # a dark background with the cart and pole drawn
     qnet = QNet(env.observation_space, env.action_space, torch.nn.Flatten())
     assert qnet.preprocess(torch.as_tensor(obs)).max() <= 1.0
