@@ -199,14 +199,15 @@ def _vision_config(args: argparse.Namespace) -> dict:
         if args.trials < 1:
             raise UsageError("--trials must be at least 1")
         cfg["trials"] = args.trials
+    try:
+        cfg = resolve(cfg)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if args.dataset != "digits" and args.data_dir is None:
         raise UsageError(f"{args.dataset} needs --data-dir (with --download to fetch CIFAR into it)")
     if args.data_dir is not None and not Path(args.data_dir).is_dir() and not args.download:
         raise UsageError(f"--data-dir {args.data_dir} is not a directory")
-    try:
-        return resolve(cfg)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    return cfg
 
 
 def run_vision(args: argparse.Namespace) -> None:

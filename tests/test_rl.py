@@ -120,10 +120,14 @@ def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     (["train", "cartpole", "--timesteps", "1", "--device", "tpu"], "--device"),
     (["train", "cartpole"], "--timesteps"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
+    (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
+    (["vision", "train", "digits", "--arch", "vgg7", "--timesteps", "1"], "unknown arch"),
+    (["vision", "train", "cifar10", "--timesteps", "1"], "needs --data-dir"),
+    (["vision", "train", "digits", "--timesteps", "9"], "between 1"),
 ])
 def test_cli_rejects_bad_input_with_one_line_and_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
-        raise SystemExit(main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else [])]))
+        raise SystemExit(main([*argv, *(["--out", str(tmp_path / "o")] if "train" in argv else [])]))
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
