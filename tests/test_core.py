@@ -25,8 +25,9 @@ def test_spike_in_same_step_and_soft_reset_keeps_residue():
     assert out == [0, 1, 1, 0]
 
 
-def test_surrogate_and_threshold_gradients_match_formula():
-    v0, leak0, i1, i2 = 1.2, 0.9, 1.1, 0.8
+@pytest.mark.parametrize("i1", [1.1, 1.3])  # first step below / above threshold (the reset path)
+def test_surrogate_and_threshold_gradients_match_formula(i1):
+    v0, leak0, i2 = 1.2, 0.9, 0.8
     n = IIRNeuron(threshold=v0, leak=leak0)
     current = torch.tensor([i1, i2]).reshape(2, 1, 1).requires_grad_()
     n(current).sum().backward()
