@@ -1,7 +1,7 @@
 """Callbacks: TensorBoard logging of the spiking layers; periodic checkpoints for resuming."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback

@@ -1,7 +1,7 @@
 """ANN Q-network backbones as plain nn.Sequential (the form the spiking core converts)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from spiking_dqn.agents.callbacks import Checkpoint, SpikeLogger
+from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.policy import IIRPolicy, QNet
+from spiking_dqn.envs import make_env
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import get_linear_fn
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
-from spiking_dqn.agents.callbacks import Checkpoint, SpikeLogger
-from spiking_dqn.agents.dqn import IIRDQN
-from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.convert import convert
-from spiking_dqn.envs import make_env
 from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
 from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results

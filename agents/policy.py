@@ -1,16 +1,17 @@
 """An SB3 DQN policy whose online and target Q-networks are an ANN or a spiking network with settable T."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from gymnasium import spaces
+from spiking_dqn.agents.networks import build_ann
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from spiking_dqn.agents.networks import build_ann
 from spiking_dqn.convert import convert
 from spiking_dqn.network import SpikingNetwork, clamp_after_step
 

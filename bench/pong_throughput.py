@@ -10,16 +10,15 @@ import argparse
 import time
 
 import torch
-from stable_baselines3 import DQN
-
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
+from stable_baselines3 import DQN
 
-COMMON = dict(learning_rate=1e-4, batch_size=32, buffer_size=100_000, optimize_memory_usage=True,
-              replay_buffer_kwargs={"handle_timeout_termination": False}, target_update_interval=1000,
-              train_freq=4, gradient_steps=1, exploration_fraction=0.1, exploration_final_eps=0.01, seed=0,
-              verbose=0)
+COMMON = {"learning_rate": 1e-4, "batch_size": 32, "buffer_size": 100_000, "optimize_memory_usage": True,
+          "replay_buffer_kwargs": {"handle_timeout_termination": False}, "target_update_interval": 1000,
+          "train_freq": 4, "gradient_steps": 1, "exploration_fraction": 0.1, "exploration_final_eps": 0.01,
+          "seed": 0, "verbose": 0}
 
 
 def rate(model: DQN, warmup: int, steps: int) -> float:
@@ -41,7 +40,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     stock = rate(DQN("CnnPolicy", make_env("pong"), **COMMON), args.warmup, args.steps)
     print(f"stock SB3 DQN(CnnPolicy):            {stock:7.1f} env steps/s")
-    fast_kwargs = dict(optimizer_kwargs={"fused": True}, arch="nature", hidden=[], channels_last=True)
+    fast_kwargs = {"optimizer_kwargs": {"fused": True}, "arch": "nature", "hidden": [], "channels_last": True}
     ours = rate(IIRDQN(IIRPolicy, make_env("pong"), bf16=True, policy_kwargs=fast_kwargs, **COMMON),
                 args.warmup, args.steps)
     print(f"spiking-dqn ANN (fused, bf16, NHWC): {ours:7.1f} env steps/s   ratio {ours / stock:.2f}x")

@@ -1,11 +1,10 @@
 """Environment factories: `make_env(name, ...)` for cartpole, cartpole-pixels, pong and any ALE game."""
 from __future__ import annotations
 
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
-
 from spiking_dqn.envs.atari import ALIASES, is_atari, make_atari
 from spiking_dqn.envs.cartpole import make_cartpole
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
 
 NAMES = ("cartpole", "cartpole-pixels", *ALIASES)
 

@@ -5,6 +5,19 @@ from spiking_dqn.iir import DEFAULT_SCHEDULE, parse_schedule, run_stages, stages
 from spiking_dqn.network import Residual, SpikingNetwork, clamp_after_step, recording
 from spiking_dqn.neuron import IIRNeuron
 
-__all__ = ["calibrate", "convert", "fuse_bn", "EnergyReport", "energy_report", "DEFAULT_SCHEDULE",
-           "parse_schedule", "run_stages", "stages_to", "Residual", "SpikingNetwork", "clamp_after_step",
-           "recording", "IIRNeuron"]
+__all__ = [
+           "DEFAULT_SCHEDULE",
+           "EnergyReport",
+           "IIRNeuron",
+           "Residual",
+           "SpikingNetwork",
+           "calibrate",
+           "clamp_after_step",
+           "convert",
+           "energy_report",
+           "fuse_bn",
+           "parse_schedule",
+           "recording",
+           "run_stages",
+           "stages_to",
+]

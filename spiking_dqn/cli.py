@@ -6,9 +6,10 @@ import logging
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import yaml
 

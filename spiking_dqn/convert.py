@@ -8,7 +8,7 @@ mean over T of every current converges to the ANN's pre-activation, output inclu
 from __future__ import annotations
 
 import copy
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -114,7 +114,7 @@ class _Walk:
             mods, scale, source = self.sequence(layer, scale, source, time_major)
             return nn.Sequential(*mods), scale, source
         if not isinstance(layer, STATELESS):
-            raise ValueError(f"cannot convert layer {type(layer).__name__}")
+            raise TypeError(f"cannot convert layer {type(layer).__name__}")
         module = copy.deepcopy(layer)
         if isinstance(layer, WEIGHTED):
             with torch.no_grad():

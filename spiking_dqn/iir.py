@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from itertools import pairwise
 
 from spiking_dqn.network import silent_layer
 
@@ -17,7 +18,7 @@ def parse_schedule(spec: str | Iterable[int]) -> list[int]:
         values = [int(v) for v in (spec.split(",") if isinstance(spec, str) else spec)]
     except ValueError:
         raise ValueError(f"schedule must be comma-separated integers, got {spec!r}") from None
-    if not values or any(v < 1 for v in values) or any(a <= b for a, b in zip(values, values[1:])):
+    if not values or any(v < 1 for v in values) or any(a <= b for a, b in pairwise(values)):
         raise ValueError(f"schedule must be strictly descending positive integers, got {spec!r}")
     return values
 

@@ -1,8 +1,8 @@
 """Running a spiking network for T timesteps: time-major layers, readout and spike-rate probes."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

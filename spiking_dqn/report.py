@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -66,8 +66,9 @@ def atomic_write(path: Path, text: str) -> None:
 
 def markdown_table(rows: list[Row], metric: str) -> str:
     """The rows as a Markdown table."""
-    lines = [f"| model | T | {metric} (mean ± std) | spike rate | energy ratio (ANN/SNN) | memory accesses vs ANN "
-             "| ms / decision |", "|---|---|---|---|---|---|---|"]
+    header = (f"| model | T | {metric} (mean ± std) | spike rate | energy ratio (ANN/SNN) | memory accesses vs ANN "
+              "| ms / decision |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in rows:
         rate = "—" if r.spike_rate is None else f"{r.spike_rate:.3f}"
         t = "—" if r.timesteps is None else str(r.timesteps)

@@ -2,9 +2,9 @@
 import json
 
 import pytest
+from spiking_dqn.envs import make_env
 
 from spiking_dqn.cli import main
-from spiking_dqn.envs import make_env
 
 
 @pytest.mark.parametrize("game", ["pong", "BoxingNoFrameskip-v4"])

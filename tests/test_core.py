@@ -4,8 +4,16 @@ import torch
 from torch import nn
 
 from spiking_dqn import (
-    Residual, calibrate, clamp_after_step, convert, energy_report, fuse_bn, parse_schedule, recording,
-    run_stages, stages_to,
+    Residual,
+    calibrate,
+    clamp_after_step,
+    convert,
+    energy_report,
+    fuse_bn,
+    parse_schedule,
+    recording,
+    run_stages,
+    stages_to,
 )
 from spiking_dqn.network import Folded, TimeDropout, silent_layer
 from spiking_dqn.neuron import GAMMA, IIRNeuron
