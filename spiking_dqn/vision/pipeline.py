@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from spiking_dqn.convert import convert
+from spiking_dqn.convert import convert, fuse_bn
 from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
 from spiking_dqn.network import SpikingNetwork, TimeDropout, clamp_after_step, recording
 from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
@@ -84,6 +84,13 @@ class Session:
         sampler = DistributedSampler(ds) if self.world > 1 else None
         return DataLoader(ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                           num_workers=workers, drop_last=len(ds) >= batch_size * self.world)
+
+    @torch.no_grad()
+    def sync(self, model: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers (batch-norm statistics) to every rank (no-op on one process)."""
+        if self.world > 1:
+            for tensor in model.state_dict().values():
+                torch.distributed.broadcast(tensor, 0)
 
     def barrier(self) -> None:
         """Wait for every rank (no-op on one process)."""
@@ -202,8 +209,9 @@ class Pipeline:
 
         fit(self.session.wrap(model), self.session, d.train, a["epochs"], a["batch_size"], c["workers"], opt,
             a["milestones"], a["lr_factor"], on_epoch)
+        self.session.sync(model)
         model.eval()
-        row = ann_row(model, self.example, *self.score(model))
+        row = ann_row(fuse_bn(model).eval(), self.example, *self.score(model))  # timed as deployed: BN fused
         self.checkpoint("ann.pt", {"model": model.state_dict(), "row": asdict(row)})
         self.rows.append(row)
         return model
