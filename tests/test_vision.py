@@ -107,6 +107,23 @@ def test_cifar100_uses_fine_labels(tmp_path):
     assert len(ytr) == 6 and len(yte) == 2 and int(ytr.max()) < 10
 
 
+def test_imagenet_style_folders_are_read_resized_and_cropped(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for k, cls in enumerate(("n01", "n02")):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (20 + 10 * i, 30, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{k}_{i}.png")
+    data = load_dataset("imagenet", tmp_path, False, 16, 0, True)
+    assert data.num_classes == 2 and len(data.train) == 4 and len(data.test) == 4
+    x, y = data.test[3]
+    assert x.shape == (3, 16, 16) and y == 1
+    assert data.calibration_images(4).shape == (4, 3, 16, 16)
+
+
 def _small_cnn() -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
                          nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.AvgPool2d(2),

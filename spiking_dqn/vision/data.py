@@ -163,7 +163,7 @@ def read_image(path: Path) -> np.ndarray:
             raise ValueError(f"cannot read image {path}") from None
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.array(img.convert("RGB"))
 
 
 def load_digits(image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
