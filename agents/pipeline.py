@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
 from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
 
-log = logging.getLogger("spiking_dqn")
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
@@ -50,17 +50,10 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     return {"policy_kwargs": policy, **common}
 
 
-def _save(model: IIRDQN, path: Path) -> None:
-    """Save an SB3 model atomically."""
-    tmp = path.with_name(path.stem + ".tmp.zip")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _save_buffer(model: IIRDQN, path: Path) -> None:
-    """Save the replay buffer atomically."""
-    tmp = path.with_name(path.stem + ".tmp.pkl")
-    model.save_replay_buffer(tmp)
+def _atomic(save: Callable[[Path], None], path: Path) -> None:
+    """Write `path` through `save` into a temporary name, then rename it into place."""
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    save(tmp)
     os.replace(tmp, path)
 
 
@@ -73,15 +66,11 @@ def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tup
         bar.update(int(local["done"]))
 
     net = qnet.net
-    if isinstance(net, SpikingNetwork):
-        with recording(net):
-            returns, _ = evaluate_policy(qnet, env, n_eval_episodes=trials, deterministic=True,
-                                         return_episode_rewards=True, callback=on_step)
-        rates = net.spike_rates()
-    else:
+    spiking = isinstance(net, SpikingNetwork)
+    with recording(net) if spiking else nullcontext():
         returns, _ = evaluate_policy(qnet, env, n_eval_episodes=trials, deterministic=True,
                                      return_episode_rewards=True, callback=on_step)
-        rates = None
+    rates = net.spike_rates() if spiking else None
     bar.close()
     return float(np.mean(returns)), float(np.std(returns)), rates
 
@@ -138,8 +127,8 @@ class Run:
 
     def checkpoint(self, model: IIRDQN, path: Path) -> None:
         """Save the replay buffer, then the model, each atomically."""
-        _save_buffer(model, self.out / "replay.pkl")
-        _save(model, path)
+        _atomic(model.save_replay_buffer, self.out / "replay.pkl")
+        _atomic(model.save, path)
 
     def resume_point(self, spiking: bool, *paths: Path | None) -> IIRDQN | None:
         """The first saved model of `paths` that exists, with the replay buffer; None if none exists."""

@@ -153,8 +153,8 @@ def convert(ann: nn.Module, timesteps: int, data: torch.Tensor | None = None, pe
     head, scale, source = walk.sequence(nn.Sequential(*top[:first]), scale, source, False)
     body, scale, source = walk.sequence(nn.Sequential(*top[first:last + 1]), scale, source, True)
     tail, _, _ = walk.sequence(nn.Sequential(*top[last + 1:]), scale, source, False)
-    return SpikingNetwork(nn.Sequential(*head), nn.Sequential(*body), nn.Sequential(*tail), timesteps,
-                          walk.sources)
+    snn = SpikingNetwork(nn.Sequential(*head), nn.Sequential(*body), nn.Sequential(*tail), timesteps, walk.sources)
+    return snn.train(ann.training)
 
 
 def _stateful_ann(layer: nn.Module) -> bool:

@@ -31,15 +31,23 @@ class Row:
 
 @torch.no_grad()
 def ms_per_decision(forward: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, reps: int = 50) -> float:
-    """Median wall time in ms of one forward pass on a single input (after warm-up)."""
+    """Median wall time in ms of one forward pass on a single input, on one CPU thread (after warm-up).
+
+    One thread: at batch 1 thread hand-offs dominate and, on a loaded machine, swamp the measurement.
+    """
     x = example[:1]
-    for _ in range(3):
-        forward(x)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        forward(x)
-        times.append(time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(3):
+            forward(x)
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            forward(x)
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     return 1000 * sorted(times)[len(times) // 2]
 
 
