@@ -7,16 +7,16 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
+from spiking_dqn.config import ConfigError, apply_sets, load_preset, merge, read_config
 from spiking_dqn.report import atomic_write
 
 
-class UsageError(ValueError):
+class UsageError(ConfigError):
     """Bad user input: reported in one line with exit code 2."""
 
 
@@ -26,50 +26,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"spiking-dqn: error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def load_preset(name: str) -> dict:
-    """The YAML preset shipped for `name` (an RL env, 'atari' for any other ALE game, or 'vision')."""
-    text = resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def read_config(path: str) -> dict:
-    """A user config file (YAML mapping), or a shipped preset by name (e.g. pong-paper)."""
-    if not Path(path).exists() and resources.files("spiking_dqn.configs").joinpath(f"{path}.yaml").is_file():
-        return load_preset(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"cannot read config {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"config {path} must be a YAML mapping")
-    return data
-
-
-def merge(base: dict, update: dict, prefix: str = "") -> dict:
-    """`base` updated with `update`; every key of `update` must exist in `base`."""
-    out = dict(base)
-    for key, value in update.items():
-        name = f"{prefix}{key}"
-        if key not in base:
-            raise UsageError(f"unknown config key {name!r}; valid: {', '.join(prefix + k for k in base)}")
-        out[key] = merge(base[key], value, name + ".") if isinstance(base[key], dict) and isinstance(value, dict) \
-            else value
-    return out
-
-
-def apply_sets(cfg: dict, sets: Sequence[str]) -> dict:
-    """Apply `key.sub=value` overrides (values parsed as YAML)."""
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        update: Any = yaml.safe_load(value) if value else None
-        for part in reversed(key.split(".")):
-            update = {part: update}
-        cfg = merge(cfg, update)
-    return cfg
 
 
 def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
@@ -247,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         {"train": run_train, "evaluate": run_evaluate, "vision": run_vision}[args.command](args)
-    except UsageError as e:
+    except ConfigError as e:
         print(f"spiking-dqn: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -10,7 +10,8 @@ from spiking_dqn.agents.pipeline import Run
 from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 
-from spiking_dqn.cli import load_preset, main, merge, read_config
+from spiking_dqn.cli import main
+from spiking_dqn.config import load_preset, merge, read_config
 from spiking_dqn.convert import convert
 
 TINY = ["--set", "ann.steps=600", "--set", "ann.learning_starts=100", "--set", "ann.train_freq=50",

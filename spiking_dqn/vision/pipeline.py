@@ -6,12 +6,10 @@ shards in its fixed order: score = mean ± std (population) of the shards' top-1
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from spiking_dqn.config import load_preset, merge
 from spiking_dqn.convert import convert, fuse_bn
 from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
 from spiking_dqn.network import SpikingNetwork, TimeDropout, clamp_after_step, recording
@@ -29,15 +28,7 @@ from spiking_dqn.vision.data import ImageData, load_dataset
 from spiking_dqn.vision.models import ARCHS, build_model
 
 log = logging.getLogger("spiking_dqn")
-DEFAULTS: dict = yaml.safe_load(resources.files("spiking_dqn.configs").joinpath("vision.yaml").read_text())
-
-
-def merge(base: dict, override: dict) -> dict:
-    """Nested dict `base` updated recursively with `override`."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+DEFAULTS: dict = load_preset("vision")
 
 
 def resolve(cfg: dict) -> dict:
