@@ -17,7 +17,7 @@ from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
@@ -40,7 +40,7 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
                   replay_buffer_kwargs={"handle_timeout_termination": not ann["optimize_memory_usage"]})
     if spiking:
         eps = section["exploration_eps"]
-        lr = get_linear_fn(section["learning_rate"], section["learning_rate_end"], 1.0)  # decays within each stage
+        lr = LinearSchedule(section["learning_rate"], section["learning_rate_end"], 1.0)  # decays within each stage
         common.update(learning_rate=lr, learning_starts=0, exploration_initial_eps=eps, exploration_final_eps=eps,
                       exploration_fraction=1.0, distill=section["distill"])
     else:
