@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import sys
@@ -121,14 +122,17 @@ def _rl_config(args: argparse.Namespace) -> dict:
 def start_run(args: argparse.Namespace, name: str, make_config: Any) -> tuple[Path, dict]:
     """The run directory and its config: new (from `make_config()`) or resumed (saved, plus overrides)."""
     out = Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
+    first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
         cfg = yaml.safe_load((out / "config.yaml").read_text())
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
         cfg = make_config()
-        prepare_out(out, False, args.overwrite)
-    atomic_write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        if first_rank:
+            prepare_out(out, False, args.overwrite)
+    if first_rank:
+        atomic_write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     set_threads(cfg)
     return out, cfg
 
@@ -151,7 +155,8 @@ def _vision_config(args: argparse.Namespace) -> dict:
         cfg = merge(cfg, read_config(args.config))
     cfg = apply_sets(cfg, args.set)
     cfg.update(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps, schedule=args.schedule,
-               seed=args.seed, device=resolve_device(args.device), data_dir=args.data_dir, download=args.download)
+               seed=args.seed, device=resolve_device(args.device), download=args.download or cfg["download"],
+               data_dir=args.data_dir if args.data_dir is not None else cfg["data_dir"])
     if args.trials is not None:
         if args.trials < 1:
             raise UsageError("--trials must be at least 1")
@@ -160,10 +165,10 @@ def _vision_config(args: argparse.Namespace) -> dict:
         cfg = resolve(cfg)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if args.dataset != "digits" and args.data_dir is None:
-        raise UsageError(f"{args.dataset} needs --data-dir (with --download to fetch CIFAR into it)")
-    if args.data_dir is not None and not Path(args.data_dir).is_dir() and not args.download:
-        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+    if cfg["dataset"] != "digits" and cfg["data_dir"] is None:
+        raise UsageError(f"{cfg['dataset']} needs --data-dir (with --download to fetch CIFAR into it)")
+    if cfg["data_dir"] is not None and not Path(cfg["data_dir"]).is_dir() and not cfg["download"]:
+        raise UsageError(f"--data-dir {cfg['data_dir']} is not a directory")
     return cfg
 
 

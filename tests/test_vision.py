@@ -197,3 +197,15 @@ def test_tiny_pipeline_writes_results_and_resumes_without_redoing_stages(tmp_pat
     assert (tmp_path / "stage_T1.pt").is_file()
     assert resumed[:2] == rows[:2]
     assert [(r.model, r.timesteps) for r in resumed] == [("ann", None), ("iir", 2), ("iir", 1), ("pruned", 1)]
+
+
+def test_vision_cli_trains_digits_end_to_end(tmp_path):
+    from spiking_dqn.cli import main
+
+    out = tmp_path / "run"
+    argv = ["vision", "train", "digits", "--arch", "vgg6", "--timesteps", "1", "--schedule", "2,1", "--out", str(out),
+            "--set", "ann.epochs=1", "--set", "iir.epochs=1", "--set", "hidden=32", "--trials", "3"]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["metric"] == "top1" and res["trials"] == 3
+    assert [(r["model"], r["timesteps"]) for r in res["rows"]] == [("ann", None), ("iir", 2), ("iir", 1)]
