@@ -59,7 +59,7 @@ def _atomic(save: Callable[[Path], None], path: Path) -> None:
 
 def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[float, float, list[float] | None]:
     """Greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1); returns, spike rates."""
-    bar = tqdm(total=trials, desc=f"eval {label}", leave=False)
+    bar = tqdm(total=trials, desc=f"eval {label} T{getattr(qnet.net, 'timesteps', '-')}", leave=False)
     env.seed(seed)  # every row is played on the same starting states
 
     def on_step(local: dict, _global: dict) -> None:
@@ -166,25 +166,23 @@ class Run:
         for t in self.cfg["stages"]:
             path = self.out / f"stage_T{t}.zip"
             if path.exists():
-                policy: IIRPolicy = self.model(True, path).policy
-                mean, std, rates = evaluate(policy.q_net, self.eval_env, self.cfg["eval"]["trials"],
-                                            self.eval_seed, f"IIR T{t}")
-                self.finish(f"T{t}", snn_row("iir", policy.snn, states, rates or [], mean, std))
+                self.finish(f"T{t}", self.score("iir", self.model(True, path).q_net, states))
+
+    def score(self, model: str, qnet: QNet, states: torch.Tensor) -> Row:
+        """Evaluate a Q-network (ANN or spiking) into its result row."""
+        mean, std, rates = evaluate(qnet, self.eval_env, self.cfg["eval"]["trials"], self.eval_seed, model)
+        net = qnet.net
+        return ann_row(net, states, mean, std) if rates is None else snn_row(model, net, states, rates, mean, std)
 
     def reference_rows(self, ann: IIRDQN, states: torch.Tensor) -> None:
         """Evaluate the ANN and the converted long-latency baseline, unless already done."""
-        cfg = self.cfg
-        ann_net = ann.q_net.net
-        trials = cfg["eval"]["trials"]
         if "ann" not in self.rows:
-            mean, std, _ = evaluate(ann.q_net, self.eval_env, trials, self.eval_seed, "ANN")
-            self.finish("ann", ann_row(ann_net, states, mean, std))
+            self.finish("ann", self.score("ann", ann.q_net, states))
         if "converted" not in self.rows:
-            b = cfg["baseline"]
-            net = convert(ann_net, b["timesteps"], data=states, percentile=b["percentile"]).to(ann.device)
-            qnet = QNet(ann.observation_space, ann.action_space, net).eval()
-            mean, std, rates = evaluate(qnet, self.eval_env, trials, self.eval_seed, f"converted T{b['timesteps']}")
-            self.finish("converted", snn_row("converted", net, states, rates or [], mean, std))
+            b = self.cfg["baseline"]
+            net = convert(ann.q_net.net, b["timesteps"], data=states, percentile=b["percentile"]).to(ann.device)
+            self.finish("converted", self.score("converted", QNet(ann.observation_space, ann.action_space, net).eval(),
+                                                states))
 
     def iir(self, ann: IIRDQN, states: torch.Tensor) -> None:
         """IIR stages from the ANN converted at the 90th percentile, each from the one before."""
@@ -219,10 +217,8 @@ class Run:
             self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip",
                        [SpikeLogger(policy.snn, states)])
 
-        def evaluate_stage(t: int) -> dict:
-            mean, std, rates = evaluate(policy.q_net, self.eval_env, cfg["eval"]["trials"], self.eval_seed,
-                                       f"IIR T{t}")
-            return {"row": snn_row("iir", policy.snn, states, rates or [], mean, std)}
+        def evaluate_stage(_t: int) -> dict:
+            return {"row": self.score("iir", policy.q_net, states)}
 
         def on_stage_end(stage: Stage) -> None:
             nonlocal teacher
