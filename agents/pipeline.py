@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
 from spiking_dqn.convert import convert
-from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
+from spiking_dqn.iir import Stage, run_stages
 from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
 
@@ -229,8 +229,3 @@ class Run:
             teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
 
         run_stages(todo, snn.set_timesteps, probe, train, evaluate_stage, on_stage_end)
-
-
-def resolve_stages(schedule: str | list[int], target: int) -> list[int]:
-    """Stages from a schedule spec and the target latency (ValueError on bad input)."""
-    return stages_to(parse_schedule(schedule), target)

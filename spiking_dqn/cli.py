@@ -7,9 +7,9 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import yaml
 
@@ -96,13 +96,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def check_trials(trials: int | None) -> None:
+    """--trials, when given, must be positive."""
+    if trials is not None and trials < 1:
+        raise UsageError("--trials must be at least 1")
+
+
 def _rl_config(args: argparse.Namespace) -> dict:
-    from spiking_dqn.agents.pipeline import resolve_stages
     from spiking_dqn.envs import check_env_name
+    from spiking_dqn.iir import parse_schedule, stages_to
 
     try:
         check_env_name(args.env)
-        stages = resolve_stages(args.schedule, args.timesteps)
+        stages = stages_to(parse_schedule(args.schedule), args.timesteps)
     except ValueError as e:
         raise UsageError(str(e)) from None
     preset = args.env if args.env in ("cartpole", "cartpole-pixels", "pong") else "atari"
@@ -111,15 +117,14 @@ def _rl_config(args: argparse.Namespace) -> dict:
         cfg = merge(cfg, read_config(args.config))
     cfg = apply_sets(cfg, args.set)
     cfg["env"] = args.env
+    check_trials(args.trials)
     if args.trials is not None:
         cfg["eval"]["trials"] = args.trials
-    if cfg["eval"]["trials"] < 1:
-        raise UsageError("--trials must be at least 1")
     cfg.update(seed=args.seed, device=resolve_device(args.device), timesteps=args.timesteps, stages=stages)
     return cfg
 
 
-def start_run(args: argparse.Namespace, name: str, make_config: Any) -> tuple[Path, dict]:
+def start_run(args: argparse.Namespace, name: str, make_config: Callable[[], dict]) -> tuple[Path, dict]:
     """The run directory and its config: new (from `make_config()`) or resumed (saved, plus overrides)."""
     out = Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
@@ -157,9 +162,8 @@ def _vision_config(args: argparse.Namespace) -> dict:
     cfg.update(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps, schedule=args.schedule,
                seed=args.seed, device=resolve_device(args.device), download=args.download or cfg["download"],
                data_dir=args.data_dir if args.data_dir is not None else cfg["data_dir"])
+    check_trials(args.trials)
     if args.trials is not None:
-        if args.trials < 1:
-            raise UsageError("--trials must be at least 1")
         cfg["trials"] = args.trials
     try:
         cfg = resolve(cfg)
@@ -193,9 +197,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
         raise UsageError(f"{out} is not a finished run directory (no config.yaml / ann.zip)")
     cfg = yaml.safe_load((out / "config.yaml").read_text())
+    check_trials(args.trials)
     if args.trials is not None:
-        if args.trials < 1:
-            raise UsageError("--trials must be at least 1")
         cfg["eval"]["trials"] = args.trials
     set_threads(cfg)
     Run(cfg, out).reevaluate()

@@ -120,6 +120,7 @@ def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     (["train", "cartpole", "--timesteps", "1", "--config", "/nonexistent.yaml"], "cannot read config"),
     (["train", "cartpole", "--timesteps", "1", "--device", "tpu"], "--device"),
     (["train", "cartpole"], "--timesteps"),
+    (["train", "cartpole", "--timesteps", "1", "--trials", "0"], "--trials"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
     (["vision", "train", "digits", "--arch", "vgg7", "--timesteps", "1"], "unknown arch"),
