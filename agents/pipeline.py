@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from tqdm import tqdm
 from spiking_dqn.convert import convert
 from spiking_dqn.iir import Stage, run_stages
 from spiking_dqn.network import SpikingNetwork, recording
-from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
+from spiking_dqn.report import Row, ann_row, atomic_save, atomic_write, snn_row, write_results
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
@@ -48,13 +46,6 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
                       exploration_final_eps=ann["exploration_final_eps"])
     policy = {"arch": cfg["arch"], "hidden": cfg["hidden"], "channels_last": common.pop("channels_last"), **opt}
     return {"policy_kwargs": policy, **common}
-
-
-def _atomic(save: Callable[[Path], None], path: Path) -> None:
-    """Write `path` through `save` into a temporary name, then rename it into place."""
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
-    save(tmp)
-    os.replace(tmp, path)
 
 
 def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[float, float, list[float] | None]:
@@ -127,8 +118,8 @@ class Run:
 
     def checkpoint(self, model: IIRDQN, path: Path) -> None:
         """Save the replay buffer, then the model, each atomically."""
-        _atomic(model.save_replay_buffer, self.out / "replay.pkl")
-        _atomic(model.save, path)
+        atomic_save(self.out / "replay.pkl", model.save_replay_buffer)
+        atomic_save(path, model.save)
 
     def resume_point(self, spiking: bool, *paths: Path | None) -> IIRDQN | None:
         """The first saved model of `paths` that exists, with the replay buffer; None if none exists."""

@@ -65,11 +65,16 @@ def snn_row(model: str, net: SpikingNetwork, example: torch.Tensor, rates: list[
                energy.memory_access_ratio, ms_per_decision(net, example))
 
 
+def atomic_save(path: Path, save: Callable[[Path], object]) -> None:
+    """Write `path` through `save` under a temporary name (same suffix), then rename it into place."""
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    save(tmp)
+    os.replace(tmp, path)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write a text file so that readers never see it half-written."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_save(path, lambda p: p.write_text(text))
 
 
 def markdown_table(rows: list[Row], metric: str) -> str:

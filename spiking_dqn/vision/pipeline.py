@@ -23,7 +23,7 @@ from spiking_dqn.config import load_preset, merge
 from spiking_dqn.convert import convert, fuse_bn
 from spiking_dqn.iir import Stage, parse_schedule, run_stages, stages_to
 from spiking_dqn.network import SpikingNetwork, TimeDropout, clamp_after_step, recording
-from spiking_dqn.report import Row, ann_row, atomic_write, snn_row, write_results
+from spiking_dqn.report import Row, ann_row, atomic_save, atomic_write, snn_row, write_results
 from spiking_dqn.vision.data import ImageData, load_dataset
 from spiking_dqn.vision.models import ARCHS, build_model
 
@@ -101,13 +101,6 @@ class Session:
             torch.distributed.destroy_process_group()
 
 
-def save(path: Path, payload: dict) -> None:
-    """torch.save atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def predictions_correct(model: nn.Module, ds: Dataset, batch_size: int, device: torch.device) -> torch.Tensor:
     """Boolean per test image, in dataset order: was the top-1 prediction right."""
@@ -165,7 +158,7 @@ class Pipeline:
     def checkpoint(self, name: str, payload: dict) -> None:
         """Save a checkpoint from rank 0 and wait for the other ranks."""
         if self.session.rank == 0:
-            save(self.out_dir / name, payload)
+            atomic_save(self.out_dir / name, lambda p: torch.save(payload, p))
         self.session.barrier()
 
     def publish(self) -> None:
