@@ -1,8 +1,9 @@
 """Pong DQN training throughput (env steps/s while learning): stock SB3 DQN("CnnPolicy") vs spiking-dqn's
 ANN path (IIRDQN + Nature-DQN with fused Adam, bfloat16 autocast, channels_last), same hyperparameters,
-measured one after the other in one process; optionally the spiking T5 stage too. Prints the ratio.
+optionally the spiking T5 stage too. The models learn in alternating chunks in one process, so a change in
+machine load during the run hits all of them alike. Prints the rates and the ratios to stock.
 
-    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--snn]
+    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn]
 """
 from __future__ import annotations
 
@@ -21,13 +22,18 @@ COMMON = {"learning_rate": 1e-4, "batch_size": 32, "buffer_size": 100_000, "opti
           "seed": 0, "verbose": 0}
 
 
-def rate(model: DQN, warmup: int, steps: int) -> float:
-    """Env steps per second over `steps` learning steps, after `warmup` steps that fill the buffer."""
-    model.learning_starts = warmup // 2
-    model.learn(warmup)
-    start = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - start)
+def rates(models: dict[str, DQN], warmup: int, steps: int, chunk: int) -> dict[str, float]:
+    """Env steps per second of each model over `steps` learning steps taken in alternating chunks."""
+    for model in models.values():
+        model.learning_starts = warmup // 2
+        model.learn(warmup)
+    spent = dict.fromkeys(models, 0.0)
+    for _ in range(steps // chunk):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.learn(chunk, reset_num_timesteps=False)
+            spent[name] += time.perf_counter() - start
+    return {name: (steps // chunk) * chunk / t for name, t in spent.items()}
 
 
 def main() -> None:
@@ -35,19 +41,21 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--warmup", type=int, default=1500)
+    p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--snn", action="store_true", help="also time the spiking T5 stage")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
-    stock = rate(DQN("CnnPolicy", make_env("pong"), **COMMON), args.warmup, args.steps)
-    print(f"stock SB3 DQN(CnnPolicy):            {stock:7.1f} env steps/s")
-    fast_kwargs = {"optimizer_kwargs": {"fused": True}, "arch": "nature", "hidden": [], "channels_last": True}
-    ours = rate(IIRDQN(IIRPolicy, make_env("pong"), bf16=True, policy_kwargs=fast_kwargs, **COMMON),
-                args.warmup, args.steps)
-    print(f"spiking-dqn ANN (fused, bf16, NHWC): {ours:7.1f} env steps/s   ratio {ours / stock:.2f}x")
+    fast = {"optimizer_kwargs": {"fused": True}, "arch": "nature", "hidden": [], "channels_last": True}
+    models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **COMMON),
+              "spiking-dqn ANN (fused, bf16, NHWC)": IIRDQN(IIRPolicy, make_env("pong"), bf16=True,
+                                                            policy_kwargs=fast, **COMMON)}
     if args.snn:
-        snn = rate(IIRDQN(IIRPolicy, make_env("pong"), bf16=True, policy_kwargs={**fast_kwargs, "timesteps": 5},
-                          **COMMON), args.warmup, args.steps)
-        print(f"spiking-dqn SNN T5 stage:            {snn:7.1f} env steps/s   ratio {snn / stock:.2f}x")
+        models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), bf16=True,
+                                                    policy_kwargs={**fast, "timesteps": 5}, **COMMON)
+    result = rates(models, args.warmup, args.steps, args.chunk)
+    stock = result["stock SB3 DQN(CnnPolicy)"]
+    for name, value in result.items():
+        print(f"{name:38s} {value:7.1f} env steps/s   ratio {value / stock:.2f}x")
 
 
 if __name__ == "__main__":
