@@ -115,6 +115,7 @@ def plot_results(path: Path, rows: list[Row], metric: str, title: str) -> None:
     for r, style in ((r, s) for r in rows for m, s in (("ann", "--"), ("converted", ":")) if r.model == m):
         label = "ANN" if r.model == "ann" else f"converted T{r.timesteps}"
         ax1.axhline(r.score_mean, linestyle=style, color="gray" if r.model == "ann" else "black", label=label)
+    ax1.set_xticks(sorted({r.timesteps for r in stages}))
     ax1.set_xlabel("T (timesteps)")
     ax1.set_ylabel(metric)
     ax1.legend()
@@ -123,6 +124,7 @@ def plot_results(path: Path, rows: list[Row], metric: str, title: str) -> None:
         if r.layer_spike_rates:
             name = f"{r.model} T{r.timesteps}"
             ax2.plot(range(1, len(r.layer_spike_rates) + 1), r.layer_spike_rates, marker="o", label=name)
+    ax2.xaxis.get_major_locator().set_params(integer=True)
     ax2.set_xlabel("spiking layer")
     ax2.set_ylabel("spike rate (spikes / neuron / inference)")
     ax2.set_yscale("symlog", linthresh=0.01)
