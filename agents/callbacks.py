@@ -20,10 +20,8 @@ class SpikeLogger(BaseCallback):
         if self.n_calls % self.every == 0:
             with recording(self.net), torch.no_grad():
                 self.net(self.probe)
-            for k, (n, rate) in enumerate(zip(self.net.neurons(), self.net.spike_rates())):
-                self.logger.record(f"snn/spike_rate_l{k}", rate)
-                self.logger.record(f"snn/threshold_l{k}", n.threshold.item())
-                self.logger.record(f"snn/leak_l{k}", n.leak.item())
+            for key, value in self.net.layer_stats().items():
+                self.logger.record(f"snn/{key}", value)
         return True
 
 

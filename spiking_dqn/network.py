@@ -113,6 +113,14 @@ class SpikingNetwork(nn.Module):
         """Per-layer spike rates counted since recording started."""
         return [n.spike_rate() for n in self.neurons()]
 
+    def layer_stats(self) -> dict[str, float]:
+        """Spike rate (since recording started), threshold and leak of every spiking layer, for logging."""
+        stats = {}
+        for k, n in enumerate(self.neurons()):
+            stats.update({f"spike_rate/layer{k}": n.spike_rate(), f"threshold/layer{k}": n.threshold.item(),
+                          f"leak/layer{k}": n.leak.item()})
+        return stats
+
 
 @contextmanager
 def recording(net: SpikingNetwork) -> Iterator[SpikingNetwork]:

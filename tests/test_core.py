@@ -195,6 +195,8 @@ def test_spike_rate_is_spikes_per_neuron_summed_over_t():
         snn(torch.ones(3, 1))  # neuron 0 gets 1.0 per step: u=1 (no spike), then 2 (spike, back to 1) x3
     assert snn.spike_rates() == [pytest.approx(1.5)]  # (3 + 0 spikes) / 2 neurons, per inference
     assert not snn.neurons()[0].record
+    assert snn.layer_stats() == {"spike_rate/layer0": pytest.approx(1.5), "threshold/layer0": 1.0,
+                                 "leak/layer0": 1.0}
 
 
 def test_silent_layer_detection():

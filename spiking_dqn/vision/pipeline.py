@@ -240,10 +240,8 @@ class Pipeline:
             log.info("%s epoch %d: loss %.4f, train top1 %.2f, test top1 %.2f, spike rates %s", tag, epoch + 1, loss,
                      acc, test, " ".join(f"{r:.3f}" for r in net.spike_rates()))
             self.session.log(f"{tag}/test_top1", test, step)
-            for k, (n, rate) in enumerate(zip(net.neurons(), net.spike_rates())):
-                self.session.log(f"{tag}/spike_rate/layer{k}", rate, step)
-                self.session.log(f"{tag}/threshold/layer{k}", n.threshold.item(), step)
-                self.session.log(f"{tag}/leak/layer{k}", n.leak.item(), step)
+            for key, value in net.layer_stats().items():
+                self.session.log(f"{tag}/{key}", value, step)
 
         fit(self.session.wrap(net), self.session, self.data.train, epochs, i["batch_size"], self.cfg["workers"], opt,
             i["milestones"], i["lr_factor"], on_epoch)
