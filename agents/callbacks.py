@@ -1,12 +1,16 @@
-"""Callbacks: TensorBoard logging of the spiking layers; periodic checkpoints for resuming."""
+"""Callbacks: TensorBoard logging of the spiking layers; periodic checkpoints; keeping a stage's best weights."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
 
 from spiking_dqn.network import SpikingNetwork, recording
+from spiking_dqn.report import atomic_save
 
 
 class SpikeLogger(BaseCallback):
@@ -41,3 +45,43 @@ class Checkpoint(BaseCallback):
             self.last = self.num_timesteps
             self.save()
         return True
+
+
+class KeepBest(BaseCallback):
+    """Validate the greedy policy at the start and every `every` env steps; keep the best weights on disk.
+
+    Like SB3's EvalCallback with a best-model path, but the starting weights are candidates too, ties go to
+    the later weights, and the best survives an interrupted phase (it is read back from `path`).
+    """
+
+    def __init__(self, env: VecEnv, episodes: int, every: int, path: Path) -> None:
+        super().__init__()
+        self.env, self.episodes, self.every, self.path = env, episodes, every, path
+        self.best = torch.load(path)["score"] if path.exists() else float("-inf")
+
+    def _on_training_start(self) -> None:
+        self.validate()
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            self.validate()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.n_calls % self.every != 0:
+            self.validate()
+
+    def validate(self) -> None:
+        """Play the validation episodes; save the weights if they score at least the best so far."""
+        returns, _ = evaluate_policy(self.model.policy, self.env, n_eval_episodes=self.episodes, deterministic=True,
+                                     return_episode_rewards=True)
+        score = sum(returns) / len(returns)
+        self.logger.record("select/mean_reward", score)
+        if score >= self.best:
+            self.best = score
+            atomic_save(self.path, lambda p: torch.save({"score": score, "state": self.model.policy.state_dict()}, p))
+
+    def restore(self, policy: torch.nn.Module) -> None:
+        """Load the best weights saved so far (if any) into `policy`."""
+        if self.path.exists():
+            policy.load_state_dict(torch.load(self.path)["state"])

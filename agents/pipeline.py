@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from spiking_dqn.agents.callbacks import Checkpoint, SpikeLogger
+from spiking_dqn.agents.callbacks import Checkpoint, KeepBest, SpikeLogger
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.envs import make_env
@@ -76,6 +76,9 @@ class Run:
         self.env = make_env(cfg["env"], cfg["n_envs"], cfg["seed"], True, cfg["temporal"])
         self.eval_seed = cfg["seed"] + 10_000
         self.eval_env = make_env(cfg["env"], cfg["eval"]["trials"], self.eval_seed, False, cfg["temporal"])
+        self.select_every = cfg["snn"].get("select_every", 0)  # run directories from before the key lack it
+        self.select_env = (make_env(cfg["env"], cfg["snn"]["select_episodes"], cfg["seed"] + 20_000, False,
+                                    cfg["temporal"]) if self.select_every else None)
 
     def finish(self, key: str, row: Row) -> None:
         """Record a finished phase and rewrite the results."""
@@ -205,8 +208,14 @@ class Run:
 
         def train(t: int) -> None:
             snn.teacher = teacher
-            self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip",
-                       [SpikeLogger(policy.snn, states)])
+            callbacks: list[BaseCallback] = [SpikeLogger(policy.snn, states)]
+            if self.select_env is not None:  # validation episodes on their own seeds choose the stage's weights
+                keep = KeepBest(self.select_env, cfg["snn"]["select_episodes"], self.select_every,
+                                self.out / f"stage_T{t}.best.pt")
+                callbacks.append(keep)
+            self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip", callbacks)
+            if self.select_env is not None:
+                keep.restore(policy)
 
         def evaluate_stage(_t: int) -> dict:
             return {"row": self.score("iir", policy.q_net, states)}
@@ -214,7 +223,8 @@ class Run:
         def on_stage_end(stage: Stage) -> None:
             nonlocal teacher
             self.checkpoint(snn, self.out / f"stage_T{stage.timesteps}.zip")
-            (self.out / f"stage_T{stage.timesteps}.ckpt.zip").unlink(missing_ok=True)
+            for leftover in (f"stage_T{stage.timesteps}.ckpt.zip", f"stage_T{stage.timesteps}.best.pt"):
+                (self.out / leftover).unlink(missing_ok=True)
             snn.num_timesteps = 0  # the next stage counts its own env steps
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])
             teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()

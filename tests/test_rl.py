@@ -51,6 +51,29 @@ def test_converted_trained_q_network_keeps_greedy_actions_at_t100():
     assert agree >= 0.97
 
 
+def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
+    from spiking_dqn.agents import callbacks
+
+    env = make_env("cartpole", seed=0)
+    model = IIRDQN(IIRPolicy, env, learning_starts=20, train_freq=10, gradient_steps=5, batch_size=16, seed=0,
+                   policy_kwargs={"arch": "mlp", "hidden": [16], "timesteps": 2})
+    scores, seen = iter([3.0, 7.0, 5.0, 7.0 - 1e-3]), []
+
+    def fake_evaluate(policy, *a, **k):  # scripted validation scores; records the weights each one judged
+        seen.append({k: v.clone() for k, v in policy.state_dict().items()})
+        return [next(scores)], [1]
+
+    monkeypatch.setattr(callbacks, "evaluate_policy", fake_evaluate)
+    keep = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt")
+    model.learn(250, callback=keep)  # validations at the start, after 100 and 200 steps, and at the end
+    assert len(seen) == 4 and keep.best == 7.0
+    keep.restore(model.policy)
+    for k, v in model.policy.state_dict().items():
+        torch.testing.assert_close(v, seen[1][k])
+    assert not torch.equal(seen[1]["q_net.net.head.1.weight"], seen[3]["q_net.net.head.1.weight"])
+    assert callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt").best == 7.0  # a resumed stage knows its best
+
+
 def _train(args, tmp_path, name="run"):
     out = tmp_path / name
     code = main(["train", "cartpole", "--out", str(out), *TINY, *args])
