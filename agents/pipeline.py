@@ -76,7 +76,7 @@ class Run:
         self.env = make_env(cfg["env"], cfg["n_envs"], cfg["seed"], True, cfg["temporal"])
         self.eval_seed = cfg["seed"] + 10_000
         self.eval_env = make_env(cfg["env"], cfg["eval"]["trials"], self.eval_seed, False, cfg["temporal"])
-        self.select_every = cfg["snn"].get("select_every", 0)  # run directories from before the key lack it
+        self.select_every = cfg["snn"]["select_every"]
         self.select_env = (make_env(cfg["env"], cfg["snn"]["select_episodes"], cfg["seed"] + 20_000, False,
                                     cfg["temporal"]) if self.select_every else None)
 

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import yaml
 
-from spiking_dqn.config import ConfigError, apply_sets, load_preset, merge, read_config
+from spiking_dqn.config import ConfigError, apply_sets, fill, load_preset, merge, read_config
 from spiking_dqn.report import atomic_write
 
 
@@ -130,7 +130,7 @@ def start_run(args: argparse.Namespace, name: str, make_config: Callable[[], dic
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
-        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        cfg = fill(yaml.safe_load((out / "config.yaml").read_text()), make_config())  # keys newer than the run
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
         cfg = make_config()

@@ -44,6 +44,17 @@ def merge(base: dict, update: dict, prefix: str = "") -> dict:
     return out
 
 
+def fill(saved: dict, defaults: dict) -> dict:
+    """`saved` with every key it lacks (at any depth) taken from `defaults`: an older run gains newer keys."""
+    out = copy.deepcopy(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = fill(out[key], value)
+    return out
+
+
 def apply_sets(cfg: dict, sets: Sequence[str]) -> dict:
     """Apply `key.sub=value` overrides (values parsed as YAML)."""
     for item in sets:

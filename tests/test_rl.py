@@ -127,8 +127,15 @@ def test_resume_skips_finished_stages(tmp_path, monkeypatch):
         _train(["--timesteps", "1", "--schedule", "3,1"], tmp_path)
     out = tmp_path / "run"
     assert (out / "stage_T3.zip").exists() and not (out / "stage_T1.zip").exists()
-    assert main(["train", "cartpole", "--timesteps", "1", "--out", str(out), "--resume"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["snn"]["select_every"], saved["snn"]["select_episodes"]  # as a run from before these keys
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    argv = ["train", "cartpole", "--timesteps", "1", "--out", str(out), "--resume", "--set", "snn.select_episodes=3"]
+    assert main(argv) == 0
     assert calls == [None, 3, 1, 1]
+    resumed = yaml.safe_load((out / "config.yaml").read_text())["snn"]
+    assert resumed["select_every"] == load_preset("cartpole")["snn"]["select_every"]
+    assert resumed["select_episodes"] == 3 and resumed["stage_steps"] == 200  # saved values are kept
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["timesteps"] for r in rows] == [None, 100, 3, 1]
 
