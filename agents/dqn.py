@@ -1,4 +1,4 @@
-"""SB3 DQN with an optional distillation term towards a frozen teacher and an opt-in bfloat16 update."""
+"""SB3 DQN with optional distillation terms towards a frozen teacher and an opt-in bfloat16 update."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,10 +11,12 @@ from torch import nn
 
 
 class IIRDQN(DQN):
-    """DQN whose loss is TD (Huber, as SB3) + distill * Huber(Q(s, .), teacher(s, .)) on replay states."""
+    """DQN whose loss on replay states is TD (Huber, as SB3) + distill * Huber(Q(s, .), teacher(s, .))
+    + distill_policy * cross-entropy(Q(s, .) as logits, the teacher's greedy action) (policy distillation)."""
 
-    def __init__(self, *args: Any, distill: float = 0.0, bf16: bool = False, **kwargs: Any) -> None:
-        self.distill, self.bf16 = distill, bf16
+    def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, bf16: bool = False,
+                 **kwargs: Any) -> None:
+        self.distill, self.distill_policy, self.bf16 = distill, distill_policy, bf16
         self.teacher: nn.Module | None = None
         super().__init__(*args, **kwargs)
 
@@ -41,12 +43,13 @@ class IIRDQN(DQN):
                 q_all = self.q_net(data.observations).float()
                 loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), target)
                 losses.append(loss.item())
-                if self.teacher is not None and self.distill > 0:
+                if self.teacher is not None and (self.distill > 0 or self.distill_policy > 0):
                     with torch.no_grad():
                         teacher_q = self.teacher(data.observations).float()
-                    distill_loss = F.smooth_l1_loss(q_all, teacher_q)
+                    distill_loss = (self.distill * F.smooth_l1_loss(q_all, teacher_q)
+                                    + self.distill_policy * F.cross_entropy(q_all, teacher_q.argmax(dim=1)))
                     distill_losses.append(distill_loss.item())
-                    loss = loss + self.distill * distill_loss
+                    loss = loss + distill_loss
             self.policy.optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -51,6 +51,23 @@ def test_converted_trained_q_network_keeps_greedy_actions_at_t100():
     assert agree >= 0.97
 
 
+def test_policy_distillation_pulls_greedy_actions_to_the_teachers():
+    env = make_env("cartpole", seed=0)
+    model = IIRDQN(IIRPolicy, env, learning_starts=10, train_freq=1000, seed=0, learning_rate=1e-3, distill_policy=10.0,
+                   policy_kwargs={"arch": "mlp", "hidden": [32], "timesteps": 1})
+    model.learn(300)  # fills the buffer; no update yet
+    obs = torch.as_tensor(model.replay_buffer.observations[:300, 0])
+    wanted = 1 - model.q_net(obs).argmax(1).float().mean().round().long()  # the action the student mostly avoids
+    teacher = torch.nn.Linear(4, 2)
+    torch.nn.init.zeros_(teacher.weight)
+    teacher.bias.data = torch.nn.functional.one_hot(wanted, 2).float()  # always prefers `wanted`
+    model.teacher = teacher
+    before = (model.q_net(obs).argmax(1) == wanted).float().mean()
+    model.train(gradient_steps=200, batch_size=64)
+    after = (model.q_net(obs).argmax(1) == wanted).float().mean()
+    assert before <= 0.5 and after > 0.95
+
+
 def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
     from spiking_dqn.agents import callbacks
 
