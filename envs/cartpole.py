@@ -54,5 +54,6 @@ def make_cartpole(pixels: bool, temporal: str = "stack") -> gym.Env:
     if not pixels:
         return gym.make("CartPole-v1")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")  # else pygame's SDL swallows SIGINT/SIGTERM (no Ctrl-C)
     env = PixelObservation(gym.make("CartPole-v1", render_mode="rgb_array"))
     return FrameDifference(env) if temporal == "diff" else env

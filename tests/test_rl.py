@@ -1,6 +1,8 @@
 """The RL side: the spiking policy inside SB3, conversion of a trained Q-network, the pipeline, the CLI."""
 import json
+import signal
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -219,6 +221,15 @@ def test_pixel_cartpole_observations_are_images_of_the_cart(tmp_path):
     assert obs.max() > 100 and (obs > 100).mean() < 0.2  # a dark background with the cart and pole drawn
     qnet = QNet(env.observation_space, env.action_space, torch.nn.Flatten())
     assert qnet.preprocess(torch.as_tensor(obs)).max() <= 1.0
+
+
+def test_pixel_env_leaves_termination_signals_alone():
+    code = ("import time; from spiking_dqn.envs import make_env; make_env('cartpole-pixels', n_envs=1).reset(); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd="/")
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == -signal.SIGTERM
 
 
 def test_interrupted_phase_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
