@@ -111,8 +111,7 @@ def _rl_config(args: argparse.Namespace) -> dict:
         stages = stages_to(parse_schedule(args.schedule), args.timesteps)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    preset = args.env if args.env in ("cartpole", "cartpole-pixels", "pong") else "atari"
-    cfg = load_preset(preset)
+    cfg = load_preset(rl_preset(args.env))
     if args.config:
         cfg = merge(cfg, read_config(args.config))
     cfg = apply_sets(cfg, args.set)
@@ -124,13 +123,20 @@ def _rl_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def start_run(args: argparse.Namespace, name: str, make_config: Callable[[], dict]) -> tuple[Path, dict]:
-    """The run directory and its config: new (from `make_config()`) or resumed (saved, plus overrides)."""
+def rl_preset(env: str) -> str:
+    """The shipped preset an RL environment starts from."""
+    return env if env in ("cartpole", "cartpole-pixels", "pong") else "atari"
+
+
+def start_run(args: argparse.Namespace, name: str, preset: str,
+              make_config: Callable[[], dict]) -> tuple[Path, dict]:
+    """The run directory and its config: new (from `make_config()`) or resumed (saved, gaining keys newer than
+    the run from `preset`, plus overrides)."""
     out = Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
-        cfg = fill(yaml.safe_load((out / "config.yaml").read_text()), make_config())  # keys newer than the run
+        cfg = fill(yaml.safe_load((out / "config.yaml").read_text()), load_preset(preset))  # keys newer than the run
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
         cfg = make_config()
@@ -146,7 +152,7 @@ def run_train(args: argparse.Namespace) -> None:
     """`spiking-dqn train`."""
     from spiking_dqn.agents.pipeline import Run
 
-    out, cfg = start_run(args, args.env, lambda: _rl_config(args))
+    out, cfg = start_run(args, args.env, rl_preset(args.env), lambda: _rl_config(args))
     Run(cfg, out).run()
     print((out / "results.md").read_text())
     print(f"run directory: {out}")
@@ -180,7 +186,7 @@ def run_vision(args: argparse.Namespace) -> None:
     """`spiking-dqn vision train`."""
     from spiking_dqn.vision.pipeline import run
 
-    out, cfg = start_run(args, f"{args.dataset}-{args.arch}", lambda: _vision_config(args))
+    out, cfg = start_run(args, f"{args.dataset}-{args.arch}", "vision", lambda: _vision_config(args))
     try:
         run(cfg, out, resume=args.resume)
     except (ValueError, FileNotFoundError) as e:  # data that is missing or malformed
@@ -197,6 +203,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
         raise UsageError(f"{out} is not a finished run directory (no config.yaml / ann.zip)")
     cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg = fill(cfg, load_preset(rl_preset(cfg["env"])))  # keys newer than the run
     check_trials(args.trials)
     if args.trials is not None:
         cfg["eval"]["trials"] = args.trials

@@ -197,6 +197,9 @@ def test_cli_never_overwrites_an_existing_run(tmp_path, capsys):
 def test_evaluate_reruns_a_finished_run(tmp_path):
     code, out = _train(["--timesteps", "2", "--schedule", "2"], tmp_path)
     assert code == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["snn"]["select_every"], saved["snn"]["distill_policy"]  # as a run from before these keys
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
     assert main(["evaluate", str(out), "--trials", "3"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["trials"] == 3 and [r["model"] for r in res["rows"]] == ["ann", "converted", "iir"]
