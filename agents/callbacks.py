@@ -48,11 +48,8 @@ class Checkpoint(BaseCallback):
 
 
 class KeepBest(BaseCallback):
-    """Validate the greedy policy at the start and every `every` env steps; keep the best weights on disk.
-
-    Like SB3's EvalCallback with a best-model path, but the starting weights are candidates too, ties go to
-    the later weights, and the best survives an interrupted phase (it is read back from `path`).
-    """
+    """Validate the greedy policy at the start, every `every` env steps and at the end; keep the best weights
+    (ties to the later) in `path`, where a resumed phase finds them: SB3's EvalCallback plus the start."""
 
     def __init__(self, env: VecEnv, episodes: int, every: int, path: Path) -> None:
         super().__init__()

@@ -11,8 +11,7 @@ from torch import nn
 
 
 class IIRDQN(DQN):
-    """DQN whose loss on replay states is TD (Huber, as SB3) + distill * Huber(Q(s, .), teacher(s, .))
-    + distill_policy * cross-entropy(Q(s, .) as logits, the teacher's greedy action) (policy distillation)."""
+    """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * CE(Q, teacher's greedy action)."""
 
     def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, bf16: bool = False,
                  **kwargs: Any) -> None:

@@ -209,13 +209,12 @@ class Run:
 
         def train(t: int) -> None:
             snn.teacher = teacher
-            callbacks: list[BaseCallback] = [SpikeLogger(policy.snn, states)]
-            if self.select_env is not None:  # validation episodes on their own seeds choose the stage's weights
-                keep = KeepBest(self.select_env, cfg["snn"]["select_episodes"], self.select_every,
-                                self.out / f"stage_T{t}.best.pt")
-                callbacks.append(keep)
+            # validation episodes on their own seeds choose the stage's weights
+            keep = None if self.select_env is None else KeepBest(
+                self.select_env, cfg["snn"]["select_episodes"], self.select_every, self.out / f"stage_T{t}.best.pt")
+            callbacks = [SpikeLogger(policy.snn, states), *([keep] if keep else [])]
             self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip", callbacks)
-            if self.select_env is not None:
+            if keep is not None:
                 keep.restore(policy)
 
         def evaluate_stage(_t: int) -> dict:
