@@ -49,12 +49,18 @@ class Checkpoint(BaseCallback):
 
 class KeepBest(BaseCallback):
     """Validate the greedy policy at the start, every `every` env steps and at the end; keep the best weights
-    (ties to the later) in `path`, where a resumed phase finds them: SB3's EvalCallback plus the start."""
+    (ties to the later) in `path`, where a resumed phase finds them; stop the phase once a validation scores at
+    least `stop` (None: never): SB3's EvalCallback and StopTrainingOnRewardThreshold, plus the start."""
 
-    def __init__(self, env: VecEnv, episodes: int, every: int, path: Path) -> None:
+    def __init__(self, env: VecEnv, episodes: int, every: int, path: Path, stop: float | None = None) -> None:
         super().__init__()
-        self.env, self.episodes, self.every, self.path = env, episodes, every, path
+        self.env, self.episodes, self.every, self.path, self.stop = env, episodes, every, path, stop
         self.best = torch.load(path)["score"] if path.exists() else float("-inf")
+
+    @property
+    def reached(self) -> bool:
+        """Whether the best validation so far has reached the stop score."""
+        return self.stop is not None and self.best >= self.stop
 
     def _on_training_start(self) -> None:
         self.validate()
@@ -62,7 +68,7 @@ class KeepBest(BaseCallback):
     def _on_step(self) -> bool:
         if self.n_calls % self.every == 0:
             self.validate()
-        return True
+        return not self.reached
 
     def _on_training_end(self) -> None:
         if self.n_calls % self.every != 0:

@@ -77,9 +77,17 @@ class Run:
         self.env = make_env(cfg["env"], cfg["n_envs"], cfg["seed"], True, cfg["temporal"])
         self.eval_seed = cfg["seed"] + 10_000
         self.eval_env = make_env(cfg["env"], cfg["eval"]["trials"], self.eval_seed, False, cfg["temporal"])
-        self.select_every = cfg["snn"]["select_every"]
-        self.select_env = (make_env(cfg["env"], cfg["snn"]["select_episodes"], cfg["seed"] + 20_000, False,
-                                    cfg["temporal"]) if self.select_every else None)
+        self.select_envs: dict[int, VecEnv] = {}
+
+    def keep_best(self, section: dict, path: Path) -> KeepBest | None:
+        """Validation games (seeds apart from evaluation) that keep a phase's best weights in `path` and stop it at
+        `stop_reward`; None when the section's `select_every` is 0."""
+        if not section["select_every"]:
+            return None
+        n, cfg = section["select_episodes"], self.cfg
+        if n not in self.select_envs:
+            self.select_envs[n] = make_env(cfg["env"], n, cfg["seed"] + 20_000, False, cfg["temporal"])
+        return KeepBest(self.select_envs[n], n, section["select_every"], path, section["stop_reward"])
 
     def finish(self, key: str, row: Row) -> None:
         """Record a finished phase and rewrite the results."""
@@ -136,13 +144,17 @@ class Run:
 
     def train_ann(self) -> IIRDQN:
         """Train (or load, or continue) the ANN-DQN; its replay buffer stays on disk."""
-        path, ckpt = self.out / "ann.zip", self.out / "ann.ckpt.zip"
+        path, ckpt, best = self.out / "ann.zip", self.out / "ann.ckpt.zip", self.out / "ann.best.pt"
         model = self.resume_point(False, path, ckpt)
         if model is None or not path.exists():
             model = model or self.model(False)
-            self.learn(model, self.cfg["ann"]["steps"], "ann", ckpt, [])
+            keep = self.keep_best(self.cfg["ann"], best)
+            self.learn(model, self.cfg["ann"]["steps"], "ann", ckpt, [keep] if keep else [])
+            if keep is not None:
+                keep.restore(model.policy)
             self.checkpoint(model, path)
             ckpt.unlink(missing_ok=True)
+            best.unlink(missing_ok=True)
         return model
 
     def run(self) -> None:
@@ -209,9 +221,7 @@ class Run:
 
         def train(t: int) -> None:
             snn.teacher = teacher
-            # validation episodes on their own seeds choose the stage's weights
-            keep = None if self.select_env is None else KeepBest(
-                self.select_env, cfg["snn"]["select_episodes"], self.select_every, self.out / f"stage_T{t}.best.pt")
+            keep = self.keep_best(cfg["snn"], self.out / f"stage_T{t}.best.pt")
             callbacks = [SpikeLogger(policy.snn, states), *([keep] if keep else [])]
             self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip", callbacks)
             if keep is not None:

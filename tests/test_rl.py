@@ -93,6 +93,20 @@ def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_
     assert callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt").best == 7.0  # a resumed stage knows its best
 
 
+
+def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once(tmp_path, monkeypatch):
+    from spiking_dqn.agents import callbacks
+
+    env = make_env("cartpole", seed=0)
+    model = IIRDQN(IIRPolicy, env, learning_starts=20, seed=0, policy_kwargs={"arch": "mlp", "hidden": [8]})
+    scores = iter([3.0, 5.0, 6.0, 9.0])
+    monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: ([next(scores)], [1]))
+    keep = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
+    model.learn(1000, callback=keep)  # validations at 0, 100, 200: the third reaches 6 and ends the phase
+    assert model.num_timesteps == 200 and keep.best == 6.0 and keep.reached
+    resumed = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
+    assert resumed.reached and not callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.5).reached
+
 def _train(args, tmp_path, name="run"):
     out = tmp_path / name
     code = main(["train", "cartpole", "--out", str(out), *TINY, *args])
@@ -130,6 +144,20 @@ def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_
     for k in end3:
         torch.testing.assert_close(start1[k], end3[k])
 
+
+
+def test_validation_games_stop_the_ann_phase_and_a_stage_at_their_stop_reward(tmp_path, monkeypatch):
+    from spiking_dqn.agents import callbacks
+
+    scores = iter([0.0, 10.0] * 3)  # each phase: its start, then 100 env steps, reaching the stop reward
+    monkeypatch.setattr(callbacks, "evaluate_policy", lambda *a, **k: ([next(scores)], [1]))
+    sets = [x for k in ("ann", "snn") for x in ("--set", f"{k}.select_every=100", "--set", f"{k}.stop_reward=5")]
+    code, out = _train(["--timesteps", "1", "--schedule", "2,1", *sets], tmp_path)
+    assert code == 0
+    assert IIRDQN.load(out / "ann.zip").num_timesteps == 100  # not the 600 of TINY
+    assert [IIRDQN.load(out / f"stage_T{t}.zip").num_timesteps for t in (2, 1)] == [100, 100]  # not 200
+    assert not list(out.glob("*.best.pt"))
+    assert [r["timesteps"] for r in json.loads((out / "results.json").read_text())["rows"]] == [None, 100, 2, 1]
 
 def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     calls = []
