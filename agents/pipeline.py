@@ -80,8 +80,7 @@ class Run:
         self.select_envs: dict[int, VecEnv] = {}
 
     def keep_best(self, section: dict, path: Path) -> KeepBest | None:
-        """Validation games (seeds apart from evaluation) that keep a phase's best weights in `path` and stop it at
-        `stop_reward`; None when the section's `select_every` is 0."""
+        """The section's validation games (own seeds) keeping a phase's best weights; None if `select_every` is 0."""
         if not section["select_every"]:
             return None
         n, cfg = section["select_episodes"], self.cfg
