@@ -93,7 +93,6 @@ def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_
     assert callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt").best == 7.0  # a resumed stage knows its best
 
 
-
 def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once(tmp_path, monkeypatch):
     from spiking_dqn.agents import callbacks
 
@@ -106,6 +105,7 @@ def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once
     assert model.num_timesteps == 200 and keep.best == 6.0 and keep.reached
     resumed = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
     assert resumed.reached and not callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.5).reached
+
 
 def _train(args, tmp_path, name="run"):
     out = tmp_path / name
@@ -143,7 +143,6 @@ def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_
     end3 = IIRDQN.load(out / "stage_T3.zip").policy.q_net.state_dict()
     for k in end3:
         torch.testing.assert_close(start1[k], end3[k])
-
 
 
 def test_validation_games_stop_the_ann_phase_and_a_stage_at_their_stop_reward(tmp_path, monkeypatch):
