@@ -49,13 +49,14 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     return {"policy_kwargs": policy, **common}
 
 
-def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[float, float, list[float] | None]:
-    """Greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1); returns, spike rates."""
+def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[list[float], list[float] | None]:
+    """Greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1): scores, spike rates."""
     bar = tqdm(total=trials, desc=f"eval {label} T{getattr(qnet.net, 'timesteps', '-')}", leave=False)
     env.seed(seed)  # every row is played on the same starting states
 
     def on_step(local: dict, _global: dict) -> None:
-        bar.update(int(local["done"]))
+        if local["done"]:  # an update(0) per step would still redraw the bar, flooding a non-terminal log
+            bar.update(1)
 
     net = qnet.net
     spiking = isinstance(net, SpikingNetwork)
@@ -64,7 +65,7 @@ def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tup
                                      return_episode_rewards=True, callback=on_step)
     rates = net.spike_rates() if spiking else None
     bar.close()
-    return float(np.mean(returns)), float(np.std(returns)), rates
+    return [float(r) for r in returns], rates
 
 
 class Run:
@@ -176,9 +177,11 @@ class Run:
 
     def score(self, model: str, qnet: QNet, states: torch.Tensor) -> Row:
         """Evaluate a Q-network (ANN or spiking) into its result row."""
-        mean, std, rates = evaluate(qnet, self.eval_env, self.cfg["eval"]["trials"], self.eval_seed, model)
-        net = qnet.net
-        return ann_row(net, states, mean, std) if rates is None else snn_row(model, net, states, rates, mean, std)
+        scores, rates = evaluate(qnet, self.eval_env, self.cfg["eval"]["trials"], self.eval_seed, model)
+        mean, std, net = float(np.mean(scores)), float(np.std(scores)), qnet.net
+        row = ann_row(net, states, mean, std) if rates is None else snn_row(model, net, states, rates, mean, std)
+        row.scores = scores
+        return row
 
     def reference_rows(self, ann: IIRDQN, states: torch.Tensor) -> None:
         """Evaluate the ANN and the converted long-latency baseline, unless already done."""

@@ -27,6 +27,7 @@ class Row:
     energy_ratio: float
     memory_access_ratio: float
     ms_per_decision: float
+    scores: list[float] | None = None  # per-trial scores, where the task has trials (RL games)
 
 
 @torch.no_grad()

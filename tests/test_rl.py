@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -134,8 +135,11 @@ def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_
     assert [(r["model"], r["timesteps"]) for r in res["rows"]] == [("ann", None), ("converted", 100), ("iir", 3),
                                                                     ("iir", 1)]
     keys = {"model", "timesteps", "score_mean", "score_std", "spike_rate", "layer_spike_rates", "energy_ratio",
-            "memory_access_ratio", "ms_per_decision"}
+            "memory_access_ratio", "ms_per_decision", "scores"}
     assert all(set(r) == keys for r in res["rows"])
+    for r in res["rows"]:  # one score per trial, summarised by the row's mean and std
+        assert len(r["scores"]) == 2 and r["score_mean"] == pytest.approx(np.mean(r["scores"]))
+        assert r["score_std"] == pytest.approx(np.std(r["scores"]))
     assert all(len(r["layer_spike_rates"]) == 2 for r in res["rows"][1:])
     (t3, buf3, pos3, _), (t1, buf1, pos1, start1) = starts
     assert (t3, t1) == (3, 1) and buf3 == buf1
