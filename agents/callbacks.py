@@ -80,6 +80,7 @@ class KeepBest(BaseCallback):
                                      return_episode_rewards=True)
         score = sum(returns) / len(returns)
         self.logger.record("select/mean_reward", score)
+        self.logger.dump(self.num_timesteps)  # as EvalCallback: a validation that ends the phase is logged too
         if score >= self.best:
             self.best = score
             atomic_save(self.path, lambda p: torch.save({"score": score, "state": self.model.policy.state_dict()}, p))

@@ -12,6 +12,7 @@ from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import Run
 from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.envs import make_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
 from spiking_dqn.config import load_preset, merge, read_config
@@ -161,6 +162,10 @@ def test_validation_games_stop_the_ann_phase_and_a_stage_at_their_stop_reward(tm
     assert [IIRDQN.load(out / f"stage_T{t}.zip").num_timesteps for t in (2, 1)] == [100, 100]  # not 200
     assert not list(out.glob("*.best.pt"))
     assert [r["timesteps"] for r in json.loads((out / "results.json").read_text())["rows"]] == [None, 100, 2, 1]
+    for phase in sorted((out / "tb").iterdir()):  # every validation reaches TensorBoard, the stopping one too
+        events = EventAccumulator(str(phase))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("select/mean_reward")] == [(0, 0.0), (100, 10.0)], phase
 
 def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     calls = []
