@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from spiking_dqn.agents.policy import EpsilonGreedy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
@@ -48,13 +49,15 @@ class Checkpoint(BaseCallback):
 
 
 class KeepBest(BaseCallback):
-    """Validate the greedy policy at the start, every `every` env steps and at the end; keep the best weights
+    """Validate the (epsilon-)greedy policy at the start, every `every` env steps and at the end; keep the best weights
     (ties to the later) in `path`, where a resumed phase finds them; stop the phase once a validation scores at
     least `stop` (None: never): SB3's EvalCallback and StopTrainingOnRewardThreshold, plus the start."""
 
-    def __init__(self, env: VecEnv, episodes: int, every: int, path: Path, stop: float | None = None) -> None:
+    def __init__(self, env: VecEnv, episodes: int, every: int, path: Path, stop: float | None = None,
+                 epsilon: float = 0.0, seed: int = 0) -> None:
         super().__init__()
         self.env, self.episodes, self.every, self.path, self.stop = env, episodes, every, path, stop
+        self.epsilon, self.seed = epsilon, seed
         self.best = torch.load(path)["score"] if path.exists() else float("-inf")
 
     @property
@@ -76,8 +79,8 @@ class KeepBest(BaseCallback):
 
     def validate(self) -> None:
         """Play the validation episodes; save the weights if they score at least the best so far."""
-        returns, _ = evaluate_policy(self.model.policy, self.env, n_eval_episodes=self.episodes, deterministic=True,
-                                     return_episode_rewards=True)
+        policy = EpsilonGreedy(self.model.policy, self.epsilon, self.seed)  # the same random draws every time
+        returns, _ = evaluate_policy(policy, self.env, n_eval_episodes=self.episodes, return_episode_rewards=True)
         score = sum(returns) / len(returns)
         self.logger.record("select/mean_reward", score)
         self.logger.dump(self.num_timesteps)  # as EvalCallback: a validation that ends the phase is logged too

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from spiking_dqn.agents.callbacks import Checkpoint, KeepBest, SpikeLogger
 from spiking_dqn.agents.dqn import IIRDQN
-from spiking_dqn.agents.policy import IIRPolicy, QNet
+from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -49,8 +49,9 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     return {"policy_kwargs": policy, **common}
 
 
-def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tuple[list[float], list[float] | None]:
-    """Greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1): scores, spike rates."""
+def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str,
+             epsilon: float = 0.0) -> tuple[list[float], list[float] | None]:
+    """Epsilon-greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1): scores, spike rates."""
     bar = tqdm(total=trials, desc=f"eval {label} T{getattr(qnet.net, 'timesteps', '-')}", leave=False)
     env.seed(seed)  # every row is played on the same starting states
 
@@ -61,7 +62,7 @@ def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str) -> tup
     net = qnet.net
     spiking = isinstance(net, SpikingNetwork)
     with recording(net) if spiking else nullcontext():
-        returns, _ = evaluate_policy(qnet, env, n_eval_episodes=trials, deterministic=True,
+        returns, _ = evaluate_policy(EpsilonGreedy(qnet, epsilon, seed), env, n_eval_episodes=trials,
                                      return_episode_rewards=True, callback=on_step)
     rates = net.spike_rates() if spiking else None
     bar.close()
@@ -87,7 +88,8 @@ class Run:
         n, cfg = section["select_episodes"], self.cfg
         if n not in self.select_envs:
             self.select_envs[n] = make_env(cfg["env"], n, cfg["seed"] + 20_000, False, cfg["temporal"])
-        return KeepBest(self.select_envs[n], n, section["select_every"], path, section["stop_reward"])
+        return KeepBest(self.select_envs[n], n, section["select_every"], path, section["stop_reward"],
+                        cfg["eval"]["epsilon"], cfg["seed"] + 20_000)
 
     def finish(self, key: str, row: Row) -> None:
         """Record a finished phase and rewrite the results."""
@@ -177,7 +179,8 @@ class Run:
 
     def score(self, model: str, qnet: QNet, states: torch.Tensor) -> Row:
         """Evaluate a Q-network (ANN or spiking) into its result row."""
-        scores, rates = evaluate(qnet, self.eval_env, self.cfg["eval"]["trials"], self.eval_seed, model)
+        ev = self.cfg["eval"]
+        scores, rates = evaluate(qnet, self.eval_env, ev["trials"], self.eval_seed, model, ev["epsilon"])
         mean, std, net = float(np.mean(scores)), float(np.std(scores)), qnet.net
         row = ann_row(net, states, mean, std) if rates is None else snn_row(model, net, states, rates, mean, std)
         row.scores = scores

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from spiking_dqn.agents.networks import build_ann
@@ -38,6 +39,22 @@ class QNet(BasePolicy):
     def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self(observation).argmax(dim=1).reshape(-1)
 
+
+
+class EpsilonGreedy:
+    """A policy's greedy actions, each game's replaced by a random one with probability `epsilon` (Nature DQN's
+    evaluation: deterministic games such as Pong would otherwise replay a handful of identical games)."""
+
+    def __init__(self, policy: BasePolicy, epsilon: float, seed: int) -> None:
+        self.policy, self.epsilon = policy, epsilon
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        actions, state = self.policy.predict(observation, state, episode_start, deterministic=True)
+        explore = self.rng.random(len(actions)) < self.epsilon
+        actions[explore] = self.rng.integers(self.policy.action_space.n, size=int(explore.sum()))
+        return actions, state
 
 class IIRPolicy(DQNPolicy):
     """DQN policy over the backbone `arch`; an ANN when `timesteps` is None, else a spiking network run for T."""

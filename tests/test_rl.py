@@ -10,7 +10,7 @@ import torch
 import yaml
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import Run
-from spiking_dqn.agents.policy import IIRPolicy, QNet
+from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -72,6 +72,19 @@ def test_policy_distillation_pulls_greedy_actions_to_the_teachers():
     assert before <= 0.5 and after > 0.95
 
 
+def test_epsilon_greedy_is_greedy_at_zero_and_explores_each_game_on_its_own():
+    env = make_env("cartpole", seed=0)
+    head = torch.nn.Linear(4, 2)
+    torch.nn.init.zeros_(head.weight)
+    head.bias.data = torch.tensor([1.0, 0.0])  # greedy action: always 0
+    qnet = QNet(env.observation_space, env.action_space, head)
+    obs = np.zeros((4000, 4), dtype=np.float32)  # 4000 games' observations, one step
+    assert not EpsilonGreedy(qnet, 0.0, 0).predict(obs)[0].any()
+    actions = EpsilonGreedy(qnet, 0.5, 0).predict(obs)[0]
+    assert actions.mean() == pytest.approx(0.25, abs=0.03)  # half explore, half of those pick action 1
+    np.testing.assert_array_equal(actions, EpsilonGreedy(qnet, 0.5, 0).predict(obs)[0])  # seeded
+
+
 def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
     from spiking_dqn.agents import callbacks
 
@@ -80,8 +93,8 @@ def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_
                    policy_kwargs={"arch": "mlp", "hidden": [16], "timesteps": 2})
     scores, seen = iter([3.0, 7.0, 5.0, 7.0 - 1e-3]), []
 
-    def fake_evaluate(policy, *a, **k):  # scripted validation scores; records the weights each one judged
-        seen.append({k: v.clone() for k, v in policy.state_dict().items()})
+    def fake_evaluate(player, *a, **k):  # scripted validation scores; records the weights each one judged
+        seen.append({k: v.clone() for k, v in player.policy.state_dict().items()})
         return [next(scores)], [1]
 
     monkeypatch.setattr(callbacks, "evaluate_policy", fake_evaluate)
