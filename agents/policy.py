@@ -40,7 +40,6 @@ class QNet(BasePolicy):
         return self(observation).argmax(dim=1).reshape(-1)
 
 
-
 class EpsilonGreedy:
     """A policy's greedy actions, each game's replaced by a random one with probability `epsilon` (Nature DQN's
     evaluation: deterministic games such as Pong would otherwise replay a handful of identical games)."""
@@ -55,6 +54,7 @@ class EpsilonGreedy:
         explore = self.rng.random(len(actions)) < self.epsilon
         actions[explore] = self.rng.integers(self.policy.action_space.n, size=int(explore.sum()))
         return actions, state
+
 
 class IIRPolicy(DQNPolicy):
     """DQN policy over the backbone `arch`; an ANN when `timesteps` is None, else a spiking network run for T."""
