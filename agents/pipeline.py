@@ -86,10 +86,11 @@ class Run:
         if not section["select_every"]:
             return None
         n, cfg = section["select_episodes"], self.cfg
+        seed = cfg["seed"] + 20_000
         if n not in self.select_envs:
-            self.select_envs[n] = make_env(cfg["env"], n, cfg["seed"] + 20_000, False, cfg["temporal"])
+            self.select_envs[n] = make_env(cfg["env"], n, seed, False, cfg["temporal"])
         return KeepBest(self.select_envs[n], n, section["select_every"], path, section["stop_reward"],
-                        cfg["eval"]["epsilon"], cfg["seed"] + 20_000)
+                        cfg["eval"]["epsilon"], seed)
 
     def finish(self, key: str, row: Row) -> None:
         """Record a finished phase and rewrite the results."""

@@ -180,6 +180,7 @@ def test_validation_games_stop_the_ann_phase_and_a_stage_at_their_stop_reward(tm
         events.Reload()
         assert [(e.step, e.value) for e in events.Scalars("select/mean_reward")] == [(0, 0.0), (100, 10.0)], phase
 
+
 def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     calls = []
     learn = IIRDQN.learn
