@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,16 @@ from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_save, atomic_write, snn_row, write_results
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+ANN_FILES = ("config.yaml", "ann.zip", "replay.pkl")  # what a run needs to hand its finished ANN phase on
+
+
+def continue_ann(source: Path, out: Path) -> None:
+    """Seed a new run's ANN phase with another run's ANN and replay buffer, as its mid-phase checkpoint."""
+    for name, target in (("ann.zip", "ann.ckpt.zip"), ("replay.pkl", "replay.pkl")):
+        try:  # a hard link costs no disk; runs replace their files (atomic_save), so the source stays intact
+            os.link(source / name, out / target)
+        except OSError:
+            shutil.copyfile(source / name, out / target)
 
 
 def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
@@ -106,7 +118,7 @@ class Run:
         """A new (or loaded) DQN for the ANN phase or the SNN stages."""
         cfg = self.cfg
         if path is not None and path.exists():
-            return IIRDQN.load(path, env=self.env, device=cfg["device"])
+            return IIRDQN.load(path, env=self.env, device=cfg["device"], tensorboard_log=str(self.out / "tb"))
         kwargs = _dqn_kwargs(cfg, cfg["snn" if spiking else "ann"], spiking)
         if spiking:
             kwargs["policy_kwargs"]["timesteps"] = cfg["stages"][0]

@@ -81,6 +81,8 @@ def build_parser() -> Parser:
     train.add_argument("env", help="cartpole | cartpole-pixels | pong | any ALE id")
     _common(train)
     train.add_argument("--trials", type=int, help="evaluation episodes per row (default 20)")
+    train.add_argument("--ann-from", metavar="RUN_DIR",
+                       help="a new run whose ANN phase goes on from RUN_DIR's ANN and replay buffer up to ann.steps")
     ev = sub.add_parser("evaluate", help="re-run the evaluation of a finished RL run")
     ev.add_argument("run_dir")
     ev.add_argument("--trials", type=int)
@@ -128,11 +130,32 @@ def rl_preset(env: str) -> str:
     return env if env in ("cartpole", "cartpole-pixels", "pong") else "atari"
 
 
+def run_dir(args: argparse.Namespace, name: str) -> Path:
+    """--out, or runs/NAME-T<T>-s<seed>."""
+    return Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
+
+
+def check_ann_source(source: Path, cfg: dict, out: Path, resume: bool) -> None:
+    """--ann-from names another run, with a finished ANN phase, of the same environment and network as `cfg`."""
+    from spiking_dqn.agents.pipeline import ANN_FILES
+
+    if resume:
+        raise UsageError("--ann-from starts a new run; leave out --resume")
+    if source.resolve() == out.resolve():
+        raise UsageError("--ann-from must name another run directory than --out")
+    if not all((source / f).exists() for f in ANN_FILES):
+        raise UsageError(f"--ann-from {source} has no finished ANN phase ({', '.join(ANN_FILES)})")
+    saved = yaml.safe_load((source / "config.yaml").read_text())
+    if (saved["env"], saved["arch"], saved["hidden"]) != (cfg["env"], cfg["arch"], cfg["hidden"]):
+        raise UsageError(f"--ann-from {source} trained {saved['arch']} on {saved['env']}, not {cfg['arch']} on "
+                         f"{cfg['env']}")
+
+
 def start_run(args: argparse.Namespace, name: str, preset: str,
               make_config: Callable[[], dict]) -> tuple[Path, dict]:
     """The run directory and its config: new (from `make_config()`) or resumed (saved, gaining keys newer than
     the run from `preset`, plus overrides)."""
-    out = Path(args.out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-T{args.timesteps}-s{args.seed}")
+    out = run_dir(args, name)
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
@@ -150,9 +173,15 @@ def start_run(args: argparse.Namespace, name: str, preset: str,
 
 def run_train(args: argparse.Namespace) -> None:
     """`spiking-dqn train`."""
-    from spiking_dqn.agents.pipeline import Run
+    from spiking_dqn.agents.pipeline import Run, continue_ann
 
-    out, cfg = start_run(args, args.env, rl_preset(args.env), lambda: _rl_config(args))
+    source, new_cfg = Path(args.ann_from) if args.ann_from else None, None
+    if source is not None:  # checked before start_run, which may clear --out under --overwrite
+        new_cfg = {**_rl_config(args), "ann_from": str(source.resolve())}
+        check_ann_source(source, new_cfg, run_dir(args, args.env), args.resume)
+    out, cfg = start_run(args, args.env, rl_preset(args.env), lambda: new_cfg or _rl_config(args))
+    if source is not None:
+        continue_ann(source, out)
     Run(cfg, out).run()
     print((out / "results.md").read_text())
     print(f"run directory: {out}")

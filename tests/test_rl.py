@@ -209,6 +209,47 @@ def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     assert [r["timesteps"] for r in rows] == [None, 100, 3, 1]
 
 
+def test_ann_from_continues_another_runs_ann_in_a_new_run_and_leaves_it_intact(tmp_path, monkeypatch):
+    code, first = _train(["--timesteps", "1", "--schedule", "1"], tmp_path, "first")
+    assert code == 0
+    before = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    learned, learn = [], IIRDQN.learn
+
+    def spy(self, total, *a, **k):
+        learned.append((self.policy.timesteps, total, self.num_timesteps))
+        return learn(self, total, *a, **k)
+
+    monkeypatch.setattr(IIRDQN, "learn", spy)
+    code, second = _train(["--timesteps", "1", "--schedule", "1", "--set", "ann.steps=900", "--set", "ann.select_every=300",
+                           "--ann-from", str(first)], tmp_path, "second")
+    assert code == 0
+    assert learned[0] == (None, 300, 600)  # the ANN phase went on from the first run's 600 env steps
+    assert IIRDQN.load(second / "ann.zip").num_timesteps == 900 and not (second / "ann.ckpt.zip").exists()
+    events = EventAccumulator(str(next((second / "tb").glob("ann_*"))))  # logged in the new run, from step 600
+    events.Reload()
+    assert [e.step for e in events.Scalars("select/mean_reward")] == [600, 900] and (second / "results.json").exists()
+    assert yaml.safe_load((second / "config.yaml").read_text())["ann_from"] == str(first.resolve())
+    assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ann-from", "{tmp}/none"], "no finished ANN phase"),
+    (["--ann-from", "{tmp}/o"], "another run directory"),
+    (["--ann-from", "{tmp}/o", "--resume"], "leave out --resume"),
+    (["--ann-from", "{tmp}/src", "--set", "hidden=[8]"], "trained mlp on cartpole, not mlp on"),
+])
+def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("ann.zip", "replay.pkl"):
+        (src / name).write_text("x")
+    (src / "config.yaml").write_text(yaml.safe_dump(load_preset("cartpole") | {"env": "cartpole"}))
+    argv = ["train", "cartpole", "--timesteps", "1", "--out", str(tmp_path / "o"), "--overwrite"]
+    assert main([*argv, *(e.format(tmp=tmp_path) for e in extra)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and (src / "ann.zip").read_text() == "x"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "nope", "--timesteps", "1"], "unknown environment"),
     (["train", "cartpole", "--timesteps", "0"], "between 1"),
