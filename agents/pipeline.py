@@ -117,9 +117,11 @@ class Run:
     def model(self, spiking: bool, path: Path | None = None) -> IIRDQN:
         """A new (or loaded) DQN for the ANN phase or the SNN stages."""
         cfg = self.cfg
-        if path is not None and path.exists():
-            return IIRDQN.load(path, env=self.env, device=cfg["device"], tensorboard_log=str(self.out / "tb"))
         kwargs = _dqn_kwargs(cfg, cfg["snn" if spiking else "ann"], spiking)
+        if path is not None and path.exists():  # the saved network, trained on with the config's settings
+            kwargs.pop("policy_kwargs")
+            return IIRDQN.load(path, env=self.env, device=cfg["device"], tensorboard_log=str(self.out / "tb"),
+                               **kwargs)
         if spiking:
             kwargs["policy_kwargs"]["timesteps"] = cfg["stages"][0]
         return IIRDQN(IIRPolicy, self.env, seed=cfg["seed"], device=cfg["device"], verbose=0,

@@ -338,14 +338,18 @@ def test_interrupted_phase_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
 
     def spy(self, total, *a, **k):
         learned.append((self.policy.timesteps, total, self.num_timesteps))
+        rates.append(self.lr_schedule(1.0))
         return learn(self, total, *a, **k)
 
+    rates = []
     monkeypatch.setattr(Run, "checkpoint", crash_after_first)
     monkeypatch.setattr(IIRDQN, "learn", spy)
     with pytest.raises(KeyboardInterrupt):
         _train(["--timesteps", "2", "--schedule", "2", "--set", "checkpoint_every=250"], tmp_path)
     assert saves == [("ann.ckpt.zip", 250)]
     out = tmp_path / "run"
-    assert main(["train", "cartpole", "--timesteps", "2", "--out", str(out), "--resume"]) == 0
+    assert main(["train", "cartpole", "--timesteps", "2", "--out", str(out), "--resume",
+                 "--set", "ann.learning_rate=0.0005"]) == 0
     assert learned[:2] == [(None, 600, 0), (None, 350, 250)]  # the ANN phase went on from step 250
+    assert rates[0] == load_preset("cartpole")["ann"]["learning_rate"] and rates[1] == 0.0005  # with the new rate
     assert not (out / "ann.ckpt.zip").exists() and (out / "stage_T2.zip").exists()
