@@ -146,9 +146,10 @@ def check_ann_source(source: Path, cfg: dict, out: Path, resume: bool) -> None:
     if not all((source / f).exists() for f in ANN_FILES):
         raise UsageError(f"--ann-from {source} has no finished ANN phase ({', '.join(ANN_FILES)})")
     saved = yaml.safe_load((source / "config.yaml").read_text())
-    if (saved["env"], saved["arch"], saved["hidden"]) != (cfg["env"], cfg["arch"], cfg["hidden"]):
-        raise UsageError(f"--ann-from {source} trained {saved['arch']} on {saved['env']}, not {cfg['arch']} on "
-                         f"{cfg['env']}")
+    keys = ("env", "arch", "hidden")
+    got = tuple(saved.get(k) for k in keys) if isinstance(saved, dict) else (None,) * 3
+    if got != tuple(cfg[k] for k in keys):
+        raise UsageError(f"--ann-from {source} trained {got[1]} on {got[0]}, not {cfg['arch']} on {cfg['env']}")
 
 
 def start_run(args: argparse.Namespace, name: str, preset: str,

@@ -237,6 +237,7 @@ def test_ann_from_continues_another_runs_ann_in_a_new_run_and_leaves_it_intact(t
     (["--ann-from", "{tmp}/o"], "another run directory"),
     (["--ann-from", "{tmp}/o", "--resume"], "leave out --resume"),
     (["--ann-from", "{tmp}/src", "--set", "hidden=[8]"], "trained mlp on cartpole, not mlp on"),
+    (["--ann-from", "{tmp}/bare"], "trained None on None, not mlp on cartpole"),
 ])
 def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, tmp_path, capsys):
     src = tmp_path / "src"
@@ -244,6 +245,10 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     for name in ("ann.zip", "replay.pkl"):
         (src / name).write_text("x")
     (src / "config.yaml").write_text(yaml.safe_dump(load_preset("cartpole") | {"env": "cartpole"}))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("ann.zip", "replay.pkl", "config.yaml"):
+        (bare / name).write_text("x")
     argv = ["train", "cartpole", "--timesteps", "1", "--out", str(tmp_path / "o"), "--overwrite"]
     assert main([*argv, *(e.format(tmp=tmp_path) for e in extra)]) == 2
     assert message in capsys.readouterr().err
