@@ -145,9 +145,9 @@ def check_ann_source(source: Path, cfg: dict, out: Path, resume: bool) -> None:
         raise UsageError("--ann-from must name another run directory than --out")
     if not all((source / f).exists() for f in ANN_FILES):
         raise UsageError(f"--ann-from {source} has no finished ANN phase ({', '.join(ANN_FILES)})")
-    saved = yaml.safe_load((source / "config.yaml").read_text())
+    saved = read_config(str(source / "config.yaml"))  # a YAML mapping, else a one-line ConfigError
     keys = ("env", "arch", "hidden")
-    got = tuple(saved.get(k) for k in keys) if isinstance(saved, dict) else (None,) * 3
+    got = tuple(saved.get(k) for k in keys)
     if got != tuple(cfg[k] for k in keys):
         raise UsageError(f"--ann-from {source} trained {got[1]} on {got[0]}, not {cfg['arch']} on {cfg['env']}")
 

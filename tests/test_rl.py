@@ -237,7 +237,7 @@ def test_ann_from_continues_another_runs_ann_in_a_new_run_and_leaves_it_intact(t
     (["--ann-from", "{tmp}/o"], "another run directory"),
     (["--ann-from", "{tmp}/o", "--resume"], "leave out --resume"),
     (["--ann-from", "{tmp}/src", "--set", "hidden=[8]"], "trained mlp on cartpole, not mlp on"),
-    (["--ann-from", "{tmp}/bare"], "trained None on None, not mlp on cartpole"),
+    (["--ann-from", "{tmp}/bare"], "bare/config.yaml must be a YAML mapping"),
 ])
 def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, tmp_path, capsys):
     src = tmp_path / "src"
