@@ -15,12 +15,14 @@ from spiking_dqn.agents.callbacks import Checkpoint, KeepBest, SpikeLogger
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
+from spiking_dqn.config import ConfigError
 from spiking_dqn.convert import convert
 from spiking_dqn.iir import Stage, run_stages
 from spiking_dqn.network import SpikingNetwork, recording
@@ -39,15 +41,48 @@ def continue_ann(source: Path, out: Path) -> None:
             shutil.copyfile(source / name, out / target)
 
 
+def fit_buffer(model: IIRDQN) -> None:
+    """Move a loaded replay buffer's transitions into the kind of buffer the model's settings ask for (n-step or
+    not, memory-optimised or not), sharing the arrays; no-op when it already is that kind."""
+    old = model.replay_buffer
+    assert old is not None
+    kwargs = model.replay_buffer_kwargs
+    if (type(old) is model.replay_buffer_class and old.optimize_memory_usage == model.optimize_memory_usage
+            and getattr(old, "n_steps", 1) == kwargs.get("n_steps", 1)):
+        return
+    new = model.replay_buffer_class(model.buffer_size, model.observation_space, model.action_space,
+                                    device=model.device, n_envs=model.n_envs,
+                                    optimize_memory_usage=model.optimize_memory_usage, **kwargs)
+    if new.observations.shape != old.observations.shape:
+        raise ConfigError(f"the saved replay buffer holds {old.buffer_size * old.n_envs} transitions, "
+                          f"not ann.buffer_size {model.buffer_size}")
+    for name in ("observations", "actions", "rewards", "dones", "timeouts"):
+        setattr(new, name, getattr(old, name))
+    new.pos, new.full = old.pos, old.full
+    if not new.optimize_memory_usage and old.optimize_memory_usage:  # next observation i is observation i + 1
+        # (the oldest transition, at pos, lost its observation to the newest next one: replaced at the next step)
+        new.next_observations[:-1] = old.observations[1:]
+        new.next_observations[-1] = old.observations[0]
+    elif not new.optimize_memory_usage:
+        new.next_observations = old.next_observations
+    elif not old.optimize_memory_usage and old.size():  # memory-optimised: the newest next observation at pos
+        new.observations[new.pos] = old.next_observations[new.pos - 1]
+    model.replay_buffer = new
+
+
 def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     """SB3 DQN arguments for the ANN phase or the SNN stages."""
     common = {k: section[k] for k in ("learning_rate", "batch_size", "target_update_interval", "train_freq",
                                       "gradient_steps")}
     ann = cfg["ann"]
     opt = {"optimizer_class": OPTIMIZERS[ann["optimizer"]], "optimizer_kwargs": {"fused": True} if ann["fused"] else {}}
+    buffer_kwargs: dict[str, Any] = {"handle_timeout_termination": not ann["optimize_memory_usage"]}
+    if ann["n_steps"] > 1:
+        buffer_kwargs.update(n_steps=ann["n_steps"], gamma=ann["gamma"])
     common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"], bf16=ann["bf16"],
                   optimize_memory_usage=ann["optimize_memory_usage"], channels_last=ann["channels_last"],
-                  replay_buffer_kwargs={"handle_timeout_termination": not ann["optimize_memory_usage"]})
+                  replay_buffer_class=NStepReplayBuffer if ann["n_steps"] > 1 else ReplayBuffer,
+                  replay_buffer_kwargs=buffer_kwargs)
     if spiking:
         eps = section["exploration_eps"]
         lr = LinearSchedule(section["learning_rate"], section["learning_rate_end"], 1.0)  # decays within each stage
@@ -156,6 +191,7 @@ class Run:
             if p is not None and p.exists():
                 model = self.model(spiking, p)
                 model.load_replay_buffer(self.out / "replay.pkl")
+                fit_buffer(model)
                 return model
         return None
 

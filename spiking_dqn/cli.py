@@ -152,18 +152,29 @@ def check_ann_source(source: Path, cfg: dict, out: Path, resume: bool) -> None:
         raise UsageError(f"--ann-from {source} trained {got[1]} on {got[0]}, not {cfg['arch']} on {cfg['env']}")
 
 
-def start_run(args: argparse.Namespace, name: str, preset: str,
-              make_config: Callable[[], dict]) -> tuple[Path, dict]:
+def check_buffer(cfg: dict) -> None:
+    """ann.n_steps is a positive integer, above 1 only with a buffer that stores next observations."""
+    n = cfg["ann"]["n_steps"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise UsageError(f"ann.n_steps must be a positive integer, got {n!r}")
+    if n > 1 and cfg["ann"]["optimize_memory_usage"]:
+        raise UsageError("ann.n_steps > 1 needs ann.optimize_memory_usage=false (SB3's n-step buffer)")
+
+
+def start_run(args: argparse.Namespace, name: str, preset: str, make_config: Callable[[], dict],
+              check: Callable[[dict], None] = lambda cfg: None) -> tuple[Path, dict]:
     """The run directory and its config: new (from `make_config()`) or resumed (saved, gaining keys newer than
-    the run from `preset`, plus overrides)."""
+    the run from `preset`, plus overrides); `check(cfg)` before anything is written."""
     out = run_dir(args, name)
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
         cfg = fill(yaml.safe_load((out / "config.yaml").read_text()), load_preset(preset))  # keys newer than the run
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
+        check(cfg)
     else:
         cfg = make_config()
+        check(cfg)
         if first_rank:
             prepare_out(out, False, args.overwrite)
     if first_rank:
@@ -180,7 +191,7 @@ def run_train(args: argparse.Namespace) -> None:
     if source is not None:  # checked before start_run, which may clear --out under --overwrite
         new_cfg = {**_rl_config(args), "ann_from": str(source.resolve())}
         check_ann_source(source, new_cfg, run_dir(args, args.env), args.resume)
-    out, cfg = start_run(args, args.env, rl_preset(args.env), lambda: new_cfg or _rl_config(args))
+    out, cfg = start_run(args, args.env, rl_preset(args.env), lambda: new_cfg or _rl_config(args), check_buffer)
     if source is not None:
         continue_ann(source, out)
     Run(cfg, out).run()

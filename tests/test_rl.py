@@ -3,15 +3,18 @@ import json
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from gymnasium import spaces
 from spiking_dqn.agents.dqn import IIRDQN
-from spiking_dqn.agents.pipeline import Run
+from spiking_dqn.agents.pipeline import Run, fit_buffer
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
@@ -120,6 +123,38 @@ def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once
     assert model.num_timesteps == 200 and keep.best == 6.0 and keep.reached
     resumed = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
     assert resumed.reached and not callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.5).reached
+
+
+def _refit(buffer, cls, memory_optimised, **kwargs):
+    model = SimpleNamespace(replay_buffer=buffer, replay_buffer_class=cls, optimize_memory_usage=memory_optimised,
+                            replay_buffer_kwargs={"handle_timeout_termination": not memory_optimised, **kwargs},
+                            buffer_size=20, observation_space=buffer.observation_space,
+                            action_space=buffer.action_space, device="cpu", n_envs=1)
+    fit_buffer(model)
+    return model.replay_buffer
+
+
+def test_fit_buffer_turns_a_memory_optimised_buffer_into_an_n_step_one_and_back():
+    obs_space, act_space = spaces.Box(0, 100, (2,), np.float32), spaces.Discrete(2)
+    old = ReplayBuffer(20, obs_space, act_space, optimize_memory_usage=True, handle_timeout_termination=False)
+    for t in range(30):  # wraps: the newest 20 transitions remain, an episode ends after t=22
+        obs = np.full((1, 2), t, np.float32)
+        old.add(obs, obs + 1, np.array([[t % 2]]), np.array([float(t)]), np.array([t == 22]), [{}])
+    inds = np.array([i for i in range(20) if i != old.pos])  # a memory-optimised buffer never samples pos
+    want = old._get_samples(inds)
+    plain = _refit(old, ReplayBuffer, False)
+    assert type(plain) is ReplayBuffer and plain.pos == old.pos and plain.full
+    got = plain._get_samples(inds)
+    for name in ("observations", "actions", "next_observations", "rewards", "dones"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    nstep = _refit(plain, NStepReplayBuffer, False, n_steps=3, gamma=0.5)
+    sample = nstep._get_samples(np.array([5, 0]))  # t=25 (three steps on), t=20 (its episode ends at t=22)
+    assert sample.rewards.flatten().tolist() == [25 + 0.5 * 26 + 0.25 * 27, 20 + 0.5 * 21 + 0.25 * 22]
+    assert sample.next_observations[:, 0].tolist() == [28, 23] and sample.dones.flatten().tolist() == [0, 1]
+    back = _refit(nstep, ReplayBuffer, True)
+    assert back.optimize_memory_usage and torch.equal(back._get_samples(inds).next_observations,
+                                                      want.next_observations)
+    assert _refit(back, ReplayBuffer, True) is back
 
 
 def _train(args, tmp_path, name="run"):
@@ -266,6 +301,8 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole", "--timesteps", "1", "--device", "tpu"], "--device"),
     (["train", "cartpole"], "--timesteps"),
     (["train", "cartpole", "--timesteps", "1", "--trials", "0"], "--trials"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "ann.n_steps=0"], "ann.n_steps must be"),
+    (["train", "pong", "--timesteps", "1", "--set", "ann.n_steps=3"], "optimize_memory_usage=false"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
     (["vision", "train", "digits", "--arch", "vgg7", "--timesteps", "1"], "unknown arch"),
@@ -343,7 +380,7 @@ def test_interrupted_phase_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
 
     def spy(self, total, *a, **k):
         learned.append((self.policy.timesteps, total, self.num_timesteps))
-        rates.append(self.lr_schedule(1.0))
+        rates.append((self.lr_schedule(1.0), type(self.replay_buffer).__name__))
         return learn(self, total, *a, **k)
 
     rates = []
@@ -354,7 +391,9 @@ def test_interrupted_phase_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
     assert saves == [("ann.ckpt.zip", 250)]
     out = tmp_path / "run"
     assert main(["train", "cartpole", "--timesteps", "2", "--out", str(out), "--resume",
-                 "--set", "ann.learning_rate=0.0005"]) == 0
+                 "--set", "ann.learning_rate=0.0005", "--set", "ann.n_steps=3"]) == 0
     assert learned[:2] == [(None, 600, 0), (None, 350, 250)]  # the ANN phase went on from step 250
-    assert rates[0] == load_preset("cartpole")["ann"]["learning_rate"] and rates[1] == 0.0005  # with the new rate
+    preset = load_preset("cartpole")  # then with the new rate and n-step targets, carried into the stage:
+    assert rates[:3] == [(preset["ann"]["learning_rate"], "ReplayBuffer"), (0.0005, "NStepReplayBuffer"),
+                         (preset["snn"]["learning_rate"], "NStepReplayBuffer")]
     assert not (out / "ann.ckpt.zip").exists() and (out / "stage_T2.zip").exists()
