@@ -18,7 +18,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
-from spiking_dqn.config import load_preset, merge, read_config
+from spiking_dqn.config import ConfigError, load_preset, merge, read_config
 from spiking_dqn.convert import convert
 
 TINY = ["--set", "ann.steps=600", "--set", "ann.learning_starts=100", "--set", "ann.train_freq=50",
@@ -155,6 +155,9 @@ def test_fit_buffer_turns_a_memory_optimised_buffer_into_an_n_step_one_and_back(
     assert back.optimize_memory_usage and torch.equal(back._get_samples(inds).next_observations,
                                                       want.next_observations)
     assert _refit(back, ReplayBuffer, True) is back
+    small = ReplayBuffer(10, obs_space, act_space, optimize_memory_usage=True, handle_timeout_termination=False)
+    with pytest.raises(ConfigError, match="holds 10 transitions, not ann.buffer_size 20"):
+        _refit(small, ReplayBuffer, False)
 
 
 def _train(args, tmp_path, name="run"):
