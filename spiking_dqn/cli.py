@@ -169,7 +169,7 @@ def start_run(args: argparse.Namespace, name: str, preset: str, make_config: Cal
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
-        cfg = fill(yaml.safe_load((out / "config.yaml").read_text()), load_preset(preset))  # keys newer than the run
+        cfg = fill(read_config(str(out / "config.yaml")), load_preset(preset))  # keys newer than the run
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
         check(cfg)
     else:
@@ -243,7 +243,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.run_dir)
     if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
         raise UsageError(f"{out} is not a finished run directory (no config.yaml / ann.zip)")
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg = read_config(str(out / "config.yaml"))
     cfg = fill(cfg, load_preset(rl_preset(cfg["env"])))  # keys newer than the run
     check_trials(args.trials)
     if args.trials is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -14,9 +15,24 @@ class ConfigError(ValueError):
     """A config that cannot be read or names a key that does not exist."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2 floats: 1e-5 and 3E4 are numbers, not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def _load(text: str) -> Any:
+    """Parse YAML text with the config loader."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_preset(name: str) -> dict:
     """The YAML preset shipped as spiking_dqn/configs/NAME.yaml."""
-    return yaml.safe_load(resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text())
+    return _load(resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text())
 
 
 def read_config(path: str) -> dict:
@@ -24,12 +40,17 @@ def read_config(path: str) -> dict:
     if not Path(path).exists() and resources.files("spiking_dqn.configs").joinpath(f"{path}.yaml").is_file():
         return load_preset(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = _load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read config {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a YAML mapping")
     return data
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def merge(base: dict, update: dict, prefix: str = "") -> dict:
@@ -39,6 +60,8 @@ def merge(base: dict, update: dict, prefix: str = "") -> dict:
         name = f"{prefix}{key}"
         if key not in base:
             raise ConfigError(f"unknown config key {name!r}; valid: {', '.join(prefix + k for k in base)}")
+        if _is_number(base[key]) and not (_is_number(value) or value is None):
+            raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
         nested = isinstance(base[key], dict) and isinstance(value, dict)
         out[key] = merge(base[key], value, name + ".") if nested else value
     return out
@@ -61,7 +84,7 @@ def apply_sets(cfg: dict, sets: Sequence[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        update: Any = yaml.safe_load(value) if value else None
+        update: Any = _load(value) if value else None
         for part in reversed(key.split(".")):
             update = {part: update}
         cfg = merge(cfg, update)

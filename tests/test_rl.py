@@ -18,7 +18,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
-from spiking_dqn.config import ConfigError, load_preset, merge, read_config
+from spiking_dqn.config import ConfigError, apply_sets, load_preset, merge, read_config
 from spiking_dqn.convert import convert
 
 TINY = ["--set", "ann.steps=600", "--set", "ann.learning_starts=100", "--set", "ann.train_freq=50",
@@ -305,6 +305,7 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole"], "--timesteps"),
     (["train", "cartpole", "--timesteps", "1", "--trials", "0"], "--trials"),
     (["train", "cartpole", "--timesteps", "1", "--set", "ann.n_steps=0"], "ann.n_steps must be"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "ann.learning_rate=fast"], "must be a number"),
     (["train", "pong", "--timesteps", "1", "--set", "ann.n_steps=3"], "optimize_memory_usage=false"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
@@ -349,6 +350,9 @@ def test_presets_config_files_and_console_script(tmp_path):
     merged = merge(load_preset("cartpole"), read_config(str(tmp_path / "c.yaml")))
     assert merged["snn"]["distill"] == 0.5
     assert merged["snn"]["stage_steps"] == load_preset("cartpole")["snn"]["stage_steps"]
+    (tmp_path / "e.yaml").write_text("ann:\n  learning_rate: 3e-4\n")  # YAML 1.2 float, a string in 1.1
+    assert merge(load_preset("cartpole"), read_config(str(tmp_path / "e.yaml")))["ann"]["learning_rate"] == 3e-4
+    assert apply_sets(load_preset("cartpole"), ["ann.learning_rate=1E-5"])["ann"]["learning_rate"] == 1e-5
     result = subprocess.run(["spiking-dqn", "--help"], check=False, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0 and "train" in result.stdout
 
