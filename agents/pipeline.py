@@ -119,9 +119,9 @@ def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str,
 class Run:
     """One run directory: config, checkpoints, replay buffer, finished rows; resumable phase by phase."""
 
-    def __init__(self, cfg: dict, out: Path) -> None:
-        self.cfg, self.out = cfg, out
-        self.state_path = out / "state.json"
+    def __init__(self, cfg: dict, out: Path, results: Path | None = None) -> None:
+        self.cfg, self.out, self.results = cfg, out, results or out
+        self.state_path = self.results / "state.json"
         self.rows: dict[str, dict] = json.loads(self.state_path.read_text())["rows"] if self.state_path.exists() else {}
         self.env = make_env(cfg["env"], cfg["n_envs"], cfg["seed"], True, cfg["temporal"])
         self.eval_seed = cfg["seed"] + 10_000
@@ -147,7 +147,8 @@ class Run:
                                                                   if k.startswith("T")), reverse=True)]
         rows = [Row(**self.rows[k]) for k in order if k in self.rows]
         cfg = self.cfg
-        write_results(self.out, cfg["env"], "reward", cfg["eval"]["trials"], cfg["seed"], rows)
+        write_results(self.results, cfg["env"], "reward", cfg["eval"]["trials"], cfg["seed"], rows,
+                      f"Every game played epsilon-greedy at epsilon {cfg['eval']['epsilon']:g}.")
 
     def model(self, spiking: bool, path: Path | None = None) -> IIRDQN:
         """A new (or loaded) DQN for the ANN phase or the SNN stages."""

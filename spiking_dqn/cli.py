@@ -86,6 +86,8 @@ def build_parser() -> Parser:
     ev = sub.add_parser("evaluate", help="re-run the evaluation of a finished RL run")
     ev.add_argument("run_dir")
     ev.add_argument("--trials", type=int)
+    ev.add_argument("--epsilon", type=float,
+                    help="play at this epsilon instead of the run's; rows go to RUN_DIR/eval-eps<E>/, the run's stay")
     vision = sub.add_parser("vision", help="image classification on the same spiking core")
     vt = vision.add_subparsers(dest="vision_command", required=True, parser_class=Parser).add_parser(
         "train", help="ANN -> IIR stages on an image dataset")
@@ -248,9 +250,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
     check_trials(args.trials)
     if args.trials is not None:
         cfg["eval"]["trials"] = args.trials
+    results = out
+    if args.epsilon is not None:
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise UsageError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
+        cfg["eval"]["epsilon"] = args.epsilon
+        results = out / f"eval-eps{args.epsilon:g}"
+        results.mkdir(exist_ok=True)
     set_threads(cfg)
-    Run(cfg, out).reevaluate()
-    print((out / "results.md").read_text())
+    Run(cfg, out, results).reevaluate()
+    print((results / "results.md").read_text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

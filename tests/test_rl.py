@@ -340,6 +340,14 @@ def test_evaluate_reruns_a_finished_run(tmp_path):
     assert main(["evaluate", str(out), "--trials", "3"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["trials"] == 3 and [r["model"] for r in res["rows"]] == ["ann", "converted", "iir"]
+    assert f"at epsilon {saved['eval']['epsilon']:g}." in (out / "results.md").read_text()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["evaluate", str(out), "--trials", "2", "--epsilon", "0.5"]) == 0  # beside the run's rows
+    other = json.loads((out / "eval-eps0.5" / "results.json").read_text())
+    assert other["trials"] == 2 and [r["model"] for r in other["rows"]] == ["ann", "converted", "iir"]
+    assert "at epsilon 0.5." in (out / "eval-eps0.5" / "results.md").read_text()
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["evaluate", str(out), "--epsilon", "1.5"]) == 2 and not (out / "eval-eps1.5").exists()
 
 
 def test_presets_config_files_and_console_script(tmp_path):
