@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import yaml
 
-from spiking_dqn.config import ConfigError, apply_sets, fill, load_preset, merge, read_config
+from spiking_dqn.config import ConfigError, apply_sets, check_ranges, fill, load_preset, merge, read_config
 from spiking_dqn.report import atomic_write
 
 
@@ -166,19 +166,19 @@ def check_buffer(cfg: dict) -> None:
 def start_run(args: argparse.Namespace, name: str, preset: str, make_config: Callable[[], dict],
               check: Callable[[dict], None] = lambda cfg: None) -> tuple[Path, dict]:
     """The run directory and its config: new (from `make_config()`) or resumed (saved, gaining keys newer than
-    the run from `preset`, plus overrides); `check(cfg)` before anything is written."""
+    the run from `preset`, plus overrides); ranges and `check(cfg)` checked before anything is written."""
     out = run_dir(args, name)
     first_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prepares the directory
     if args.resume:  # the saved config, with any --config / --set given now (e.g. a longer budget)
         prepare_out(out, True, False)
         cfg = fill(read_config(str(out / "config.yaml")), load_preset(preset))  # keys newer than the run
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
-        check(cfg)
     else:
         cfg = make_config()
-        check(cfg)
-        if first_rank:
-            prepare_out(out, False, args.overwrite)
+    check_ranges(cfg)
+    check(cfg)
+    if first_rank and not args.resume:
+        prepare_out(out, False, args.overwrite)
     if first_rank:
         atomic_write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     set_threads(cfg)
@@ -256,7 +256,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
             raise UsageError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
         cfg["eval"]["epsilon"] = args.epsilon
         results = out / f"eval-eps{args.epsilon:g}"
-        results.mkdir(exist_ok=True)
+    check_ranges(cfg)
+    results.mkdir(exist_ok=True)
     set_threads(cfg)
     Run(cfg, out, results).reevaluate()
     print((results / "results.md").read_text())

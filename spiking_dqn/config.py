@@ -67,6 +67,33 @@ def merge(base: dict, update: dict, prefix: str = "") -> dict:
     return out
 
 
+_RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low end excluded), at any depth
+    **dict.fromkeys(("epsilon", "exploration_eps", "exploration_final_eps", "exploration_fraction", "gamma",
+                     "dropout", "fraction", "lr_factor"), (0.0, 1.0, False)),
+    **dict.fromkeys(("learning_rate", "learning_rate_end", "lr", "batch_size", "buffer_size", "trials",
+                     "train_freq", "target_update_interval", "calibration_samples", "select_episodes", "images",
+                     "eval_batch_size", "n_envs", "image_size"), (0.0, float("inf"), True)),
+    **dict.fromkeys(("steps", "stage_steps", "epochs", "learning_starts", "select_every", "checkpoint_every",
+                     "distill", "distill_policy", "threads", "workers", "weight_decay", "momentum", "pad"),
+                    (0.0, float("inf"), False)),
+    "percentile": (0.0, 100.0, True),
+}
+
+
+def check_ranges(cfg: dict, prefix: str = "") -> None:
+    """Every bounded key (probabilities, rates, sizes, counts, percentiles) holds a number in its range."""
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            check_ranges(value, name + ".")
+        elif key in _RANGES:
+            low, high, open_low = _RANGES[key]
+            if not (_is_number(value) and (value > low if open_low else value >= low) and value <= high):
+                bound = f"above {low:g}" if open_low else f"at least {low:g}"
+                bound += "" if high == float("inf") else f" and at most {high:g}"
+                raise ConfigError(f"config key {name!r} must be a number {bound}, got {value!r}")
+
+
 def fill(saved: dict, defaults: dict) -> dict:
     """`saved` with every key it lacks (at any depth) taken from `defaults`: an older run gains newer keys."""
     out = copy.deepcopy(saved)

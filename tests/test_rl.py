@@ -307,6 +307,11 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole", "--timesteps", "1", "--set", "ann.n_steps=0"], "ann.n_steps must be"),
     (["train", "cartpole", "--timesteps", "1", "--set", "ann.learning_rate=fast"], "must be a number"),
     (["train", "pong", "--timesteps", "1", "--set", "ann.n_steps=3"], "optimize_memory_usage=false"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "eval.epsilon=1.5"], "'eval.epsilon' must be a number at least 0 and at most 1"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "ann.learning_rate=0"], "'ann.learning_rate' must be a number above 0"),
+    (["train", "pong", "--timesteps", "1", "--set", "snn.percentile=150"], "'snn.percentile' must be a number above 0 and at most 100"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "snn.stage_steps=-5"], "'snn.stage_steps' must be a number at least 0"),
+    (["vision", "train", "digits", "--timesteps", "1", "--set", "iir.dropout=2"], "'iir.dropout' must be a number"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
     (["vision", "train", "digits", "--arch", "vgg7", "--timesteps", "1"], "unknown arch"),
@@ -320,6 +325,18 @@ def test_cli_rejects_bad_input_with_one_line_and_exit_2(argv, message, capsys, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_resume_and_evaluate_check_ranges_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = yaml.safe_dump(load_preset("cartpole") | {"env": "cartpole", "eval": {"trials": 2, "epsilon": 7.0}})
+    (out / "config.yaml").write_text(saved)
+    (out / "ann.zip").write_text("x")
+    assert main(["evaluate", str(out)]) == 2 and "'eval.epsilon' must be a number" in capsys.readouterr().err
+    argv = ["train", "cartpole", "--timesteps", "1", "--out", str(out), "--resume", "--set", "eval.epsilon=0.05"]
+    assert main([*argv, "--set", "ann.batch_size=0"]) == 2 and "'ann.batch_size'" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["ann.zip", "config.yaml"] and (out / "config.yaml").read_text() == saved
 
 
 def test_cli_never_overwrites_an_existing_run(tmp_path, capsys):
