@@ -1,4 +1,5 @@
-"""SB3 DQN with optional distillation terms towards a frozen teacher and an opt-in bfloat16 update."""
+"""SB3 DQN with an optional expected-SARSA target, distillation terms towards a frozen teacher and an opt-in
+bfloat16 update."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,15 +8,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3 import DQN
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 
 class IIRDQN(DQN):
-    """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * CE(Q, teacher's greedy action)."""
+    """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * CE(Q, teacher's greedy action).
+
+    The TD target bootstraps with (1 - target_eps) max Q' + target_eps mean Q': the value of playing on
+    epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
 
     def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, bf16: bool = False,
-                 **kwargs: Any) -> None:
-        self.distill, self.distill_policy, self.bf16 = distill, distill_policy, bf16
+                 target_eps: float = 0.0, **kwargs: Any) -> None:
+        self.distill, self.distill_policy, self.bf16, self.target_eps = distill, distill_policy, bf16, target_eps
         self.teacher: nn.Module | None = None
         super().__init__(*args, **kwargs)
 
@@ -27,6 +32,14 @@ class IIRDQN(DQN):
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "teacher"]
 
+    @torch.no_grad()
+    def td_target(self, data: ReplayBufferSamples) -> torch.Tensor:
+        """r + discount * (1 - done) * ((1 - target_eps) max Q'(s') + target_eps mean Q'(s')) from the target net."""
+        discounts = data.discounts if data.discounts is not None else self.gamma
+        q_next = self.q_net_target(data.next_observations).float()
+        next_q = (1 - self.target_eps) * q_next.max(dim=1)[0] + self.target_eps * q_next.mean(dim=1)
+        return data.rewards + (1 - data.dones) * discounts * next_q.reshape(-1, 1)
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's DQN update, plus the distillation term and autocast when enabled."""
         self.policy.set_training_mode(True)
@@ -34,11 +47,8 @@ class IIRDQN(DQN):
         losses, distill_losses = [], []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = data.discounts if data.discounts is not None else self.gamma
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                with torch.no_grad():
-                    next_q = self.q_net_target(data.next_observations).float().max(dim=1)[0].reshape(-1, 1)
-                    target = data.rewards + (1 - data.dones) * discounts * next_q
+                target = self.td_target(data)
                 q_all = self.q_net(data.observations).float()
                 loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), target)
                 losses.append(loss.item())

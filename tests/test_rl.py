@@ -15,6 +15,7 @@ from spiking_dqn.agents.pipeline import Run, fit_buffer
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
@@ -73,6 +74,19 @@ def test_policy_distillation_pulls_greedy_actions_to_the_teachers():
     model.train(gradient_steps=200, batch_size=64)
     after = (model.q_net(obs).argmax(1) == wanted).float().mean()
     assert before <= 0.5 and after > 0.95
+
+
+@pytest.mark.parametrize("target_eps, bootstrap", [(0.0, 10.0), (0.5, 7.5), (1.0, 5.0)])
+def test_td_target_bootstraps_with_max_or_the_epsilon_greedy_expectation(target_eps, bootstrap):
+    model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), gamma=0.5, target_eps=target_eps,
+                   policy_kwargs={"arch": "mlp", "hidden": [8], "timesteps": 1})
+    model.q_net_target = lambda obs: torch.tensor([[0.0, 10.0]]).expand(len(obs), 2)  # max 10, mean 5
+    obs = torch.zeros(3, 4)
+    data = ReplayBufferSamples(obs, torch.zeros(3, 1), obs, torch.tensor([[0.0], [0.0], [1.0]]),
+                               torch.tensor([[1.0], [0.0], [2.0]]), torch.tensor([[0.5], [0.5], [0.25]]))
+    expected = torch.tensor([[1.0 + 0.5 * bootstrap], [0.5 * bootstrap], [2.0]])  # the third is terminal
+    assert torch.allclose(model.td_target(data), expected)
+    assert torch.allclose(model.td_target(data._replace(discounts=None)), expected)
 
 
 def test_epsilon_greedy_is_greedy_at_zero_and_explores_each_game_on_its_own():
