@@ -181,18 +181,19 @@ def _train(args, tmp_path, name="run"):
 
 
 def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_path, monkeypatch):
-    starts = []
+    starts, targets = [], set()
     learn = IIRDQN.learn
 
     def spy(self, *a, **k):
+        targets.add((self.policy.spiking, self.target_eps))
         if self.policy.spiking:
             starts.append((self.policy.timesteps, id(self.replay_buffer), self.replay_buffer.pos,
                            {k: v.clone() for k, v in self.policy.q_net.state_dict().items()}))
         return learn(self, *a, **k)
 
     monkeypatch.setattr(IIRDQN, "learn", spy)
-    code, out = _train(["--timesteps", "1", "--schedule", "3,1"], tmp_path)
-    assert code == 0
+    code, out = _train(["--timesteps", "1", "--schedule", "3,1", "--set", "ann.target_epsilon=0.3"], tmp_path)
+    assert code == 0 and targets == {(False, 0.3), (True, 0.0)}  # each phase's TD target from its own section
     for f in ("config.yaml", "ann.zip", "stage_T3.zip", "stage_T1.zip", "results.md", "results.png", "replay.pkl"):
         assert (out / f).exists(), f
     assert any((out / "tb").iterdir())
