@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from spiking_dqn.agents.callbacks import Checkpoint, KeepBest, SpikeLogger
-from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.dqn import IIRDQN, native_bf16
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
@@ -80,7 +80,8 @@ def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     buffer_kwargs: dict[str, Any] = {"handle_timeout_termination": not ann["optimize_memory_usage"]}
     if ann["n_steps"] > 1:
         buffer_kwargs.update(n_steps=ann["n_steps"], gamma=ann["gamma"])
-    common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"], bf16=ann["bf16"],
+    common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"],
+                  bf16=native_bf16(cfg["device"]) if ann["bf16"] == "auto" else ann["bf16"],
                   optimize_memory_usage=ann["optimize_memory_usage"], channels_last=ann["channels_last"],
                   replay_buffer_class=NStepReplayBuffer if ann["n_steps"] > 1 else ReplayBuffer,
                   replay_buffer_kwargs=buffer_kwargs)

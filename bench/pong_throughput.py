@@ -1,5 +1,6 @@
 """Pong DQN training throughput (env steps/s while learning): stock SB3 DQN("CnnPolicy") vs spiking-dqn's
-ANN path (IIRDQN + Nature-DQN with fused Adam, bfloat16 autocast, channels_last), same hyperparameters,
+ANN path (IIRDQN + Nature-DQN with fused Adam, channels_last, bfloat16 autocast where the CPU computes it
+natively, as `bf16: auto`), same hyperparameters,
 optionally the spiking T5 stage too. The models learn in alternating chunks in one process, so a change in
 machine load during the run hits all of them alike. Prints the rates and the ratios to stock.
 
@@ -11,7 +12,7 @@ import argparse
 import time
 
 import torch
-from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.dqn import IIRDQN, native_bf16
 from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
 from stable_baselines3 import DQN
@@ -44,13 +45,14 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--snn", action="store_true", help="also time the spiking T5 stage")
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    bf16 = native_bf16("cpu")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, bfloat16 autocast: {bf16}")
     fast = {"optimizer_kwargs": {"fused": True}, "arch": "nature", "hidden": [], "channels_last": True}
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **COMMON),
-              "spiking-dqn ANN (fused, bf16, NHWC)": IIRDQN(IIRPolicy, make_env("pong"), bf16=True,
-                                                            policy_kwargs=fast, **COMMON)}
+              f"spiking-dqn ANN (fused, NHWC{', bf16' if bf16 else ''})": IIRDQN(IIRPolicy, make_env("pong"), bf16=bf16,
+                                                                               policy_kwargs=fast, **COMMON)}
     if args.snn:
-        models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), bf16=True,
+        models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), bf16=bf16,
                                                     policy_kwargs={**fast, "timesteps": 5}, **COMMON)
     result = rates(models, args.warmup, args.steps, args.chunk)
     stock = result["stock SB3 DQN(CnnPolicy)"]

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import yaml
 
-from spiking_dqn.config import ConfigError, apply_sets, check_ranges, fill, load_preset, merge, read_config
+from spiking_dqn.config import ConfigError, apply_sets, check_values, fill, load_preset, merge, read_config
 from spiking_dqn.report import atomic_write
 
 
@@ -175,7 +175,7 @@ def start_run(args: argparse.Namespace, name: str, preset: str, make_config: Cal
         cfg = apply_sets(merge(cfg, read_config(args.config)) if args.config else cfg, args.set)
     else:
         cfg = make_config()
-    check_ranges(cfg)
+    check_values(cfg)
     check(cfg)
     if first_rank and not args.resume:
         prepare_out(out, False, args.overwrite)
@@ -256,7 +256,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             raise UsageError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
         cfg["eval"]["epsilon"] = args.epsilon
         results = out / f"eval-eps{args.epsilon:g}"
-    check_ranges(cfg)
+    check_values(cfg)
     results.mkdir(exist_ok=True)
     set_threads(cfg)
     Run(cfg, out, results).reevaluate()

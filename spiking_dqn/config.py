@@ -78,14 +78,20 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
                     (0.0, float("inf"), False)),
     "percentile": (0.0, 100.0, True),
 }
+_CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "optimizer": ("adam", "rmsprop"),
+                                        "temporal": ("stack", "diff")}  # leaf key -> its valid values
 
 
-def check_ranges(cfg: dict, prefix: str = "") -> None:
-    """Every bounded key (probabilities, rates, sizes, counts, percentiles) holds a number in its range."""
+def check_values(cfg: dict, prefix: str = "") -> None:
+    """Every bounded key (probabilities, rates, sizes, counts, percentiles) holds a number in its range, and every
+    key with a fixed set of values one of them."""
     for key, value in cfg.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            check_ranges(value, name + ".")
+            check_values(value, name + ".")
+        elif key in _CHOICES and not any(value is c or (isinstance(c, str) and value == c) for c in _CHOICES[key]):
+            valid = ", ".join(str(c).lower() for c in _CHOICES[key])
+            raise ConfigError(f"config key {name!r} must be one of {valid}, got {value!r}")
         elif key in _RANGES:
             low, high, open_low = _RANGES[key]
             if not (_is_number(value) and (value > low if open_low else value >= low) and value <= high):

@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 from gymnasium import spaces
-from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents import pipeline
+from spiking_dqn.agents.dqn import IIRDQN, native_bf16
 from spiking_dqn.agents.pipeline import Run, fit_buffer
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
@@ -87,6 +88,13 @@ def test_td_target_bootstraps_with_max_or_the_epsilon_greedy_expectation(target_
     expected = torch.tensor([[1.0 + 0.5 * bootstrap], [0.5 * bootstrap], [2.0]])  # the third is terminal
     assert torch.allclose(model.td_target(data), expected)
     assert torch.allclose(model.td_target(data._replace(discounts=None)), expected)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(False, False, False), (True, False, True), (False, True, True)])
+def test_native_bf16_only_on_cpus_that_compute_bfloat16(avx512_bf16, amx, native, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert native_bf16("cpu") is native
 
 
 def test_epsilon_greedy_is_greedy_at_zero_and_explores_each_game_on_its_own():
@@ -185,15 +193,17 @@ def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_
     learn = IIRDQN.learn
 
     def spy(self, *a, **k):
-        targets.add((self.policy.spiking, self.target_eps))
+        targets.add((self.policy.spiking, self.target_eps, self.bf16))
         if self.policy.spiking:
             starts.append((self.policy.timesteps, id(self.replay_buffer), self.replay_buffer.pos,
                            {k: v.clone() for k, v in self.policy.q_net.state_dict().items()}))
         return learn(self, *a, **k)
 
     monkeypatch.setattr(IIRDQN, "learn", spy)
-    code, out = _train(["--timesteps", "1", "--schedule", "3,1", "--set", "ann.target_epsilon=0.3"], tmp_path)
-    assert code == 0 and targets == {(False, 0.3), (True, 0.0)}  # each phase's TD target from its own section
+    monkeypatch.setattr(pipeline, "native_bf16", lambda device: True)  # ann.bf16=auto: as the hardware allows
+    code, out = _train(["--timesteps", "1", "--schedule", "3,1", "--set", "ann.target_epsilon=0.3",
+                        "--set", "ann.bf16=auto"], tmp_path)
+    assert code == 0 and targets == {(False, 0.3, True), (True, 0.0, True)}  # TD target from each phase's section
     for f in ("config.yaml", "ann.zip", "stage_T3.zip", "stage_T1.zip", "results.md", "results.png", "replay.pkl"):
         assert (out / f).exists(), f
     assert any((out / "tb").iterdir())
@@ -326,6 +336,9 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole", "--timesteps", "1", "--set", "ann.learning_rate=0"], "'ann.learning_rate' must be a number above 0"),
     (["train", "pong", "--timesteps", "1", "--set", "snn.percentile=150"], "'snn.percentile' must be a number above 0 and at most 100"),
     (["train", "cartpole", "--timesteps", "1", "--set", "snn.stage_steps=-5"], "'snn.stage_steps' must be a number at least 0"),
+    (["train", "pong", "--timesteps", "1", "--set", "ann.bf16=maybe"], "'ann.bf16' must be one of true, false, auto"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "ann.optimizer=sgd"], "'ann.optimizer' must be one of adam"),
+    (["train", "cartpole-pixels", "--timesteps", "1", "--set", "temporal=delta"], "'temporal' must be one of stack"),
     (["vision", "train", "digits", "--timesteps", "1", "--set", "iir.dropout=2"], "'iir.dropout' must be a number"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
@@ -342,7 +355,7 @@ def test_cli_rejects_bad_input_with_one_line_and_exit_2(argv, message, capsys, t
     assert not (tmp_path / "o").exists()
 
 
-def test_resume_and_evaluate_check_ranges_before_writing_anything(tmp_path, capsys):
+def test_resume_and_evaluate_check_values_before_writing_anything(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     saved = yaml.safe_dump(load_preset("cartpole") | {"env": "cartpole", "eval": {"trials": 2, "epsilon": 7.0}})
