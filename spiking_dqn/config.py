@@ -31,8 +31,10 @@ def _load(text: str) -> Any:
 
 
 def load_preset(name: str) -> dict:
-    """The YAML preset shipped as spiking_dqn/configs/NAME.yaml."""
-    return _load(resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text())
+    """The YAML preset shipped as spiking_dqn/configs/NAME.yaml; one with a `base` key is that preset updated."""
+    data = _load(resources.files("spiking_dqn.configs").joinpath(f"{name}.yaml").read_text())
+    base = data.pop("base", None)
+    return merge(load_preset(base), data) if base else data
 
 
 def read_config(path: str) -> dict:

@@ -399,6 +399,9 @@ def test_presets_config_files_and_console_script(tmp_path):
     for name in ("cartpole",):
         cfg = load_preset(name)
         assert {"ann", "snn", "baseline", "eval"} <= set(cfg)
+    pong, atari = load_preset("pong"), load_preset("atari")  # atari: the pong preset with its `base` overrides
+    assert "base" not in atari and atari["ann"]["n_steps"] == pong["ann"]["n_steps"] == 3
+    assert atari["ann"]["stop_reward"] is None and pong["ann"]["stop_reward"] == 19.5
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"snn": {"distill": 0.5}}))
     merged = merge(load_preset("cartpole"), read_config(str(tmp_path / "c.yaml")))
     assert merged["snn"]["distill"] == 0.5
