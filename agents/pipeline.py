@@ -70,7 +70,7 @@ def fit_buffer(model: IIRDQN) -> None:
     model.replay_buffer = new
 
 
-def _dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
+def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     """SB3 DQN arguments for the ANN phase or the SNN stages."""
     common = {k: section[k] for k in ("learning_rate", "batch_size", "target_update_interval", "train_freq",
                                       "gradient_steps")}
@@ -155,7 +155,7 @@ class Run:
     def model(self, spiking: bool, path: Path | None = None) -> IIRDQN:
         """A new (or loaded) DQN for the ANN phase or the SNN stages."""
         cfg = self.cfg
-        kwargs = _dqn_kwargs(cfg, cfg["snn" if spiking else "ann"], spiking)
+        kwargs = dqn_kwargs(cfg, cfg["snn" if spiking else "ann"], spiking)
         if path is not None and path.exists():  # the saved network, trained on with the config's settings
             kwargs.pop("policy_kwargs")
             return IIRDQN.load(path, env=self.env, device=cfg["device"], tensorboard_log=str(self.out / "tb"),
