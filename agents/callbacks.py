@@ -77,9 +77,10 @@ class KeepBest(BaseCallback):
         if self.n_calls % self.every != 0:
             self.validate()
 
-    def validate(self) -> None:
-        """Play the validation episodes; save the weights if they score at least the best so far."""
-        policy = EpsilonGreedy(self.model.policy, self.epsilon, self.seed)  # the same random draws every time
+    def validate(self) -> float:
+        """Play the validation episodes; save the weights if they score at least the best so far; the score."""
+        self.env.seed(self.seed)  # the same starting states and, below, the same random draws every time
+        policy = EpsilonGreedy(self.model.policy, self.epsilon, self.seed)
         returns, _ = evaluate_policy(policy, self.env, n_eval_episodes=self.episodes, return_episode_rewards=True)
         score = sum(returns) / len(returns)
         self.logger.record("select/mean_reward", score)
@@ -87,6 +88,7 @@ class KeepBest(BaseCallback):
         if score >= self.best:
             self.best = score
             atomic_save(self.path, lambda p: torch.save({"score": score, "state": self.model.policy.state_dict()}, p))
+        return score
 
     def restore(self, policy: torch.nn.Module) -> None:
         """Load the best weights saved so far (if any) into `policy`."""

@@ -16,6 +16,7 @@ from spiking_dqn.agents.pipeline import Run, fit_buffer
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -145,6 +146,18 @@ def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once
     assert model.num_timesteps == 200 and keep.best == 6.0 and keep.reached
     resumed = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
     assert resumed.reached and not callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.5).reached
+
+
+def test_keep_best_validates_the_same_weights_to_the_same_score(tmp_path):
+    from spiking_dqn.agents import callbacks
+
+    env = make_env("cartpole", 2, 3, False)
+    model = IIRDQN(IIRPolicy, env, seed=0, policy_kwargs={"arch": "mlp", "hidden": [8]})
+    model.set_logger(Logger(None, []))
+    keep = callbacks.KeepBest(env, 4, 100, tmp_path / "best.pt", epsilon=0.5, seed=3)
+    keep.init_callback(model)
+    first = keep.validate()
+    assert [keep.validate() for _ in range(3)] == [first] * 3  # same starting states, same random actions
 
 
 def _refit(buffer, cls, memory_optimised, **kwargs):
