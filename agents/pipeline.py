@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import shutil
+from collections.abc import Collection
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,11 @@ def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
                       exploration_final_eps=ann["exploration_final_eps"])
     policy = {"arch": cfg["arch"], "hidden": cfg["hidden"], "channels_last": common.pop("channels_last"), **opt}
     return {"policy_kwargs": policy, **common}
+
+
+def row_keys(cfg: dict) -> list[str]:
+    """The result rows a run of `cfg` produces, in table order."""
+    return ["ann", "converted", *(f"T{t}" for t in cfg["stages"])]
 
 
 def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str,
@@ -220,15 +226,16 @@ class Run:
         self.reference_rows(ann, states)
         self.iir(ann, states)
 
-    def reevaluate(self) -> None:
-        """Evaluate the saved ANN, the converted baseline and every saved stage again."""
-        self.rows = {}
+    def reevaluate(self, only: Collection[str] | None = None) -> None:
+        """Evaluate the saved ANN, the converted baseline and every saved stage again (or only the rows `only`)."""
+        self.rows = {} if only is None else {k: v for k, v in self.rows.items() if k not in only}
+        keys = row_keys(self.cfg) if only is None else list(only)
         ann = self.model(False, self.out / "ann.zip")
         states = self.calibration_states(ann)
-        self.reference_rows(ann, states)
+        self.reference_rows(ann, states, keys)
         for t in self.cfg["stages"]:
             path = self.out / f"stage_T{t}.zip"
-            if path.exists():
+            if f"T{t}" in keys and path.exists():
                 self.finish(f"T{t}", self.score("iir", self.model(True, path).q_net, states))
 
     def score(self, model: str, qnet: QNet, states: torch.Tensor) -> Row:
@@ -240,11 +247,12 @@ class Run:
         row.scores = scores
         return row
 
-    def reference_rows(self, ann: IIRDQN, states: torch.Tensor) -> None:
-        """Evaluate the ANN and the converted long-latency baseline, unless already done."""
-        if "ann" not in self.rows:
+    def reference_rows(self, ann: IIRDQN, states: torch.Tensor,
+                       keys: Collection[str] = ("ann", "converted")) -> None:
+        """Evaluate the ANN and the converted long-latency baseline (those named in `keys`), unless already done."""
+        if "ann" in keys and "ann" not in self.rows:
             self.finish("ann", self.score("ann", ann.q_net, states))
-        if "converted" not in self.rows:
+        if "converted" in keys and "converted" not in self.rows:
             b = self.cfg["baseline"]
             net = convert(ann.q_net.net, b["timesteps"], data=states, percentile=b["percentile"]).to(ann.device)
             self.finish("converted", self.score("converted", QNet(ann.observation_space, ann.action_space, net).eval(),

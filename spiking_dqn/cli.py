@@ -88,6 +88,7 @@ def build_parser() -> Parser:
     ev.add_argument("--trials", type=int)
     ev.add_argument("--epsilon", type=float,
                     help="play at this epsilon instead of the run's; rows go to RUN_DIR/eval-eps<E>/, the run's stay")
+    ev.add_argument("--rows", help="only these rows, e.g. ann,T5,T1 (the others keep their saved values)")
     vision = sub.add_parser("vision", help="image classification on the same spiking core")
     vt = vision.add_subparsers(dest="vision_command", required=True, parser_class=Parser).add_parser(
         "train", help="ANN -> IIR stages on an image dataset")
@@ -240,7 +241,7 @@ def run_vision(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     """`spiking-dqn evaluate`."""
-    from spiking_dqn.agents.pipeline import Run
+    from spiking_dqn.agents.pipeline import Run, row_keys
 
     out = Path(args.run_dir)
     if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
@@ -257,9 +258,15 @@ def run_evaluate(args: argparse.Namespace) -> None:
         cfg["eval"]["epsilon"] = args.epsilon
         results = out / f"eval-eps{args.epsilon:g}"
     check_values(cfg)
+    only = None if args.rows is None else [r.strip() for r in args.rows.split(",")]
+    for key in only or []:
+        if key not in row_keys(cfg):
+            raise UsageError(f"--rows: unknown row {key!r} (choose from {', '.join(row_keys(cfg))})")
+        if key.startswith("T") and not (out / f"stage_{key}.zip").exists():
+            raise UsageError(f"--rows: {out} has no finished stage {key}")
     results.mkdir(exist_ok=True)
     set_threads(cfg)
-    Run(cfg, out, results).reevaluate()
+    Run(cfg, out, results).reevaluate(only)
     print((results / "results.md").read_text())
 
 

@@ -389,7 +389,7 @@ def test_cli_never_overwrites_an_existing_run(tmp_path, capsys):
     assert (out / "results.json").read_text() == "precious"
 
 
-def test_evaluate_reruns_a_finished_run(tmp_path):
+def test_evaluate_reruns_a_finished_run(tmp_path, capsys):
     code, out = _train(["--timesteps", "2", "--schedule", "2"], tmp_path)
     assert code == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -406,6 +406,15 @@ def test_evaluate_reruns_a_finished_run(tmp_path):
     assert "at epsilon 0.5." in (out / "eval-eps0.5" / "results.md").read_text()
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert main(["evaluate", str(out), "--epsilon", "1.5"]) == 2 and not (out / "eval-eps1.5").exists()
+    assert main(["evaluate", str(out), "--trials", "4", "--epsilon", "0.5", "--rows", "T2"]) == 0  # one row again
+    again = json.loads((out / "eval-eps0.5" / "results.json").read_text())
+    assert again["rows"][:2] == other["rows"][:2] and len(again["rows"][2]["scores"]) == 4
+    for rows, message in (("T2,T9", "unknown row 'T9'"), ("iir", "unknown row 'iir'")):
+        assert main(["evaluate", str(out), "--epsilon", "0.25", "--rows", rows]) == 2
+        assert message in capsys.readouterr().err and not (out / "eval-eps0.25").exists()
+    (out / "stage_T2.zip").rename(out / "moved.zip")
+    assert main(["evaluate", str(out), "--epsilon", "0.25", "--rows", "T2"]) == 2
+    assert "no finished stage T2" in capsys.readouterr().err and not (out / "eval-eps0.25").exists()
 
 
 def test_presets_config_files_and_console_script(tmp_path):
