@@ -33,6 +33,11 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 ANN_FILES = ("config.yaml", "ann.zip", "replay.pkl")  # what a run needs to hand its finished ANN phase on
 
 
+def stage_file(t: int, kind: str = "zip") -> str:
+    """The file name of stage T`t`'s network (`zip`), mid-stage checkpoint (`ckpt.zip`) or best weights (`best.pt`)."""
+    return f"stage_T{t}.{kind}"
+
+
 def continue_ann(source: Path, out: Path) -> None:
     """Seed a new run's ANN phase with another run's ANN and replay buffer, as its mid-phase checkpoint."""
     for name, target in (("ann.zip", "ann.ckpt.zip"), ("replay.pkl", "replay.pkl")):
@@ -234,7 +239,7 @@ class Run:
         states = self.calibration_states(ann)
         self.reference_rows(ann, states, keys)
         for t in self.cfg["stages"]:
-            path = self.out / f"stage_T{t}.zip"
+            path = self.out / stage_file(t)
             if f"T{t}" in keys and path.exists():
                 self.finish(f"T{t}", self.score("iir", self.model(True, path).q_net, states))
 
@@ -266,8 +271,8 @@ class Run:
         todo = [t for t in stages if t not in done]
         if not todo:
             return
-        ckpt = self.out / f"stage_T{todo[0]}.ckpt.zip"
-        last = self.out / f"stage_T{done[-1]}.zip" if done else None
+        ckpt = self.out / stage_file(todo[0], "ckpt.zip")
+        last = self.out / stage_file(done[-1]) if done else None
         snn = self.resume_point(True, ckpt, last)  # mid-stage checkpoint first, else the last stage
         if snn is not None and not ckpt.exists():
             snn.num_timesteps = 0  # the stage to run counts its own env steps
@@ -288,9 +293,9 @@ class Run:
 
         def train(t: int) -> None:
             snn.teacher = teacher
-            keep = self.keep_best(cfg["snn"], self.out / f"stage_T{t}.best.pt")
+            keep = self.keep_best(cfg["snn"], self.out / stage_file(t, "best.pt"))
             callbacks = [SpikeLogger(policy.snn, states), *([keep] if keep else [])]
-            self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / f"stage_T{t}.ckpt.zip", callbacks)
+            self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / stage_file(t, "ckpt.zip"), callbacks)
             if keep is not None:
                 keep.restore(policy)
 
@@ -299,8 +304,8 @@ class Run:
 
         def on_stage_end(stage: Stage) -> None:
             nonlocal teacher
-            self.checkpoint(snn, self.out / f"stage_T{stage.timesteps}.zip")
-            for leftover in (f"stage_T{stage.timesteps}.ckpt.zip", f"stage_T{stage.timesteps}.best.pt"):
+            self.checkpoint(snn, self.out / stage_file(stage.timesteps))
+            for leftover in (stage_file(stage.timesteps, "ckpt.zip"), stage_file(stage.timesteps, "best.pt")):
                 (self.out / leftover).unlink(missing_ok=True)
             snn.num_timesteps = 0  # the next stage counts its own env steps
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])

@@ -241,7 +241,7 @@ def run_vision(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     """`spiking-dqn evaluate`."""
-    from spiking_dqn.agents.pipeline import Run, row_keys
+    from spiking_dqn.agents.pipeline import Run, row_keys, stage_file
 
     out = Path(args.run_dir)
     if not (out / "config.yaml").exists() or not (out / "ann.zip").exists():
@@ -262,7 +262,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     for key in only or []:
         if key not in row_keys(cfg):
             raise UsageError(f"--rows: unknown row {key!r} (choose from {', '.join(row_keys(cfg))})")
-        if key.startswith("T") and not (out / f"stage_{key}.zip").exists():
+        if key.startswith("T") and not (out / stage_file(int(key[1:]))).exists():
             raise UsageError(f"--rows: {out} has no finished stage {key}")
     results.mkdir(exist_ok=True)
     set_threads(cfg)
