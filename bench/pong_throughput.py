@@ -5,7 +5,7 @@ targets included), optionally the spiking T5 stage too (the preset's SNN setting
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
 Prints the rates and the ratios to stock.
 
-    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn]
+    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -43,20 +43,23 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1500)
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--snn", action="store_true", help="also time the spiking T5 stage")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both models learn")
     args = p.parse_args()
-    cfg = {**load_preset("pong"), "device": "cpu"}
+    cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
     stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16")}
     bf16 = ann["bf16"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, bfloat16 autocast: {bf16}, "
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {name}, bfloat16 autocast: {bf16}, "
           f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}")
-    models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), seed=0, **stock),
-              f"spiking-dqn ANN (fused, NHWC{', bf16' if bf16 else ''})": IIRDQN(IIRPolicy, make_env("pong"), seed=0,
+    where = {"seed": 0, "device": args.device}
+    models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
+              f"spiking-dqn ANN (fused, NHWC{', bf16' if bf16 else ''})": IIRDQN(IIRPolicy, make_env("pong"), **where,
                                                                                **ann)}
     if args.snn:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5
-        models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), seed=0, **snn)
+        models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), **where, **snn)
     result = rates(models, args.warmup, args.steps, args.chunk)
     base = result["stock SB3 DQN(CnnPolicy)"]
     for name, value in result.items():
