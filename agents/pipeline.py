@@ -23,13 +23,12 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
-from spiking_dqn.config import ConfigError
+from spiking_dqn.config import OPTIMIZERS, ConfigError
 from spiking_dqn.convert import convert
 from spiking_dqn.iir import Stage, run_stages
 from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_save, atomic_write, snn_row, write_results
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 ANN_FILES = ("config.yaml", "ann.zip", "replay.pkl")  # what a run needs to hand its finished ANN phase on
 
 

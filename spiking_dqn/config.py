@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 
@@ -80,7 +81,8 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
                     (0.0, float("inf"), False)),
     "percentile": (0.0, 100.0, True),
 }
-_CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "optimizer": ("adam", "rmsprop"),
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+_CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "optimizer": tuple(OPTIMIZERS),
                                         "temporal": ("stack", "diff")}  # leaf key -> its valid values
 
 
