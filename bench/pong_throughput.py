@@ -49,8 +49,8 @@ def main() -> None:
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
     stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16")}
     bf16 = ann["bf16"]
-    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {name}, bfloat16 autocast: {bf16}, "
+    card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
           f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}")
     where = {"seed": 0, "device": args.device}
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
