@@ -198,12 +198,16 @@ class Run:
         atomic_save(self.out / "replay.pkl", model.save_replay_buffer)
         atomic_save(path, model.save)
 
-    def resume_point(self, spiking: bool, *paths: Path | None) -> IIRDQN | None:
-        """The first saved model of `paths` that exists, with the replay buffer; None if none exists."""
+    def resume_point(self, spiking: bool, *paths: Path | None, buffer: ReplayBuffer | None = None) -> IIRDQN | None:
+        """The first saved model of `paths` that exists, with the run's replay buffer (`buffer` when already loaded,
+        else read from disk); None if none exists."""
         for p in paths:
             if p is not None and p.exists():
                 model = self.model(spiking, p)
-                model.load_replay_buffer(self.out / "replay.pkl")
+                if buffer is None:
+                    model.load_replay_buffer(self.out / "replay.pkl")
+                else:  # the run keeps one replay.pkl: the ANN phase's load is the stages' buffer too
+                    model.replay_buffer = buffer
                 fit_buffer(model)
                 return model
         return None
@@ -272,7 +276,7 @@ class Run:
             return
         ckpt = self.out / stage_file(todo[0], "ckpt.zip")
         last = self.out / stage_file(done[-1]) if done else None
-        snn = self.resume_point(True, ckpt, last)  # mid-stage checkpoint first, else the last stage
+        snn = self.resume_point(True, ckpt, last, buffer=ann.replay_buffer)  # mid-stage checkpoint, else the last stage
         if snn is not None and not ckpt.exists():
             snn.num_timesteps = 0  # the stage to run counts its own env steps
         if snn is None:

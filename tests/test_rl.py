@@ -276,8 +276,11 @@ def test_resume_skips_finished_stages(tmp_path, monkeypatch):
     del saved["snn"]["select_every"], saved["snn"]["select_episodes"]  # as a run from before these keys
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     argv = ["train", "cartpole", "--timesteps", "1", "--out", str(out), "--resume", "--set", "snn.select_episodes=3"]
+    loads, load = [], IIRDQN.load_replay_buffer
+    monkeypatch.setattr(IIRDQN, "load_replay_buffer", lambda self, *a, **k: loads.append(1) or load(self, *a, **k))
     assert main(argv) == 0
     assert calls == [None, 3, 1, 1]
+    assert len(loads) == 1  # the ANN phase's load of replay.pkl serves the resumed stage: one buffer in memory
     resumed = yaml.safe_load((out / "config.yaml").read_text())["snn"]
     assert resumed["select_every"] == load_preset("cartpole")["snn"]["select_every"]
     assert resumed["select_episodes"] == 3 and resumed["stage_steps"] == 200  # saved values are kept
