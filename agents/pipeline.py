@@ -267,7 +267,7 @@ class Run:
                                                 states))
 
     def iir(self, ann: IIRDQN, states: torch.Tensor) -> None:
-        """IIR stages from the ANN converted at the 90th percentile, each from the one before."""
+        """IIR stages from the ANN converted at the 90th percentile, each from the one before, distilled from `snn.teacher`."""
         cfg = self.cfg
         stages = cfg["stages"]
         done = [t for t in stages if f"T{t}" in self.rows]
@@ -285,7 +285,8 @@ class Run:
             start = convert(ann.q_net.net, stages[0], data=states, percentile=cfg["snn"]["percentile"])
             snn.q_net.net.load_state_dict(start.state_dict())
             snn.q_net_target.net.load_state_dict(start.state_dict())
-        teacher = self.model(True, last).q_net if last else ann.q_net
+        from_ann = cfg["snn"]["teacher"] == "ann"
+        teacher = self.model(True, last).q_net if last and not from_ann else ann.q_net
         teacher.requires_grad_(False).eval()
         policy: IIRPolicy = snn.policy
 
@@ -312,6 +313,7 @@ class Run:
                 (self.out / leftover).unlink(missing_ok=True)
             snn.num_timesteps = 0  # the next stage counts its own env steps
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])
-            teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
+            if not from_ann:
+                teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
 
         run_stages(todo, snn.set_timesteps, probe, train, evaluate_stage, on_stage_end)

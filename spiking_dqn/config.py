@@ -83,7 +83,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
 }
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 _CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "optimizer": tuple(OPTIMIZERS),
-                                        "temporal": ("stack", "diff")}  # leaf key -> its valid values
+                                        "temporal": ("stack", "diff"), "teacher": ("previous", "ann")}  # leaf key -> its valid values
 
 
 def check_values(cfg: dict, prefix: str = "") -> None:

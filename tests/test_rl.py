@@ -239,6 +239,28 @@ def test_pipeline_writes_complete_run_dir_and_carries_buffer_and_parameters(tmp_
         torch.testing.assert_close(start1[k], end3[k])
 
 
+@pytest.mark.parametrize("teacher", ["previous", "ann"])
+def test_stages_distil_from_the_stage_before_or_from_the_ann(teacher, tmp_path, monkeypatch):
+    taught = []
+    learn = IIRDQN.learn
+
+    def spy(self, *a, **k):
+        if self.policy.spiking:
+            taught.append({k: v.clone() for k, v in self.teacher.state_dict().items()})
+        return learn(self, *a, **k)
+
+    monkeypatch.setattr(IIRDQN, "learn", spy)
+    code, out = _train(["--timesteps", "1", "--schedule", "3,1", "--set", f"snn.teacher={teacher}"], tmp_path)
+    assert code == 0
+    ann = IIRDQN.load(out / "ann.zip").policy.q_net.state_dict()
+    t3 = IIRDQN.load(out / "stage_T3.zip").policy.q_net.state_dict()
+    expected = [ann, ann if teacher == "ann" else t3]  # T3 always learns from the ANN
+    assert [sorted(t) for t in taught] == [sorted(e) for e in expected]
+    for got, want in zip(taught, expected):
+        for k in want:
+            torch.testing.assert_close(got[k], want[k])
+
+
 def test_validation_games_stop_the_ann_phase_and_a_stage_at_their_stop_reward(tmp_path, monkeypatch):
     from spiking_dqn.agents import callbacks
 
