@@ -23,14 +23,19 @@ def native_bf16(device: str | torch.device) -> bool:
 
 
 class IIRDQN(DQN):
-    """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * CE(Q, teacher's greedy action).
+    """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * policy term.
+
+    The policy term is CE(Q, teacher's greedy action) with distill_tau 0, else the soft policy distillation of
+    Rusu et al. 2016: tau * CE(Q / tau, softmax(teacher's Q / tau)), whose gradient in Q, softmax(Q / tau) minus
+    the teacher's, is on the scale of the hard term's without pushing Q's action gaps beyond the teacher's.
 
     The TD target bootstraps with (1 - target_eps) max Q' + target_eps mean Q': the value of playing on
     epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
 
-    def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, bf16: bool = False,
-                 target_eps: float = 0.0, **kwargs: Any) -> None:
-        self.distill, self.distill_policy, self.bf16, self.target_eps = distill, distill_policy, bf16, target_eps
+    def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0,
+                 distill_tau: float = 0.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
+        self.distill, self.distill_policy, self.distill_tau = distill, distill_policy, distill_tau
+        self.bf16, self.target_eps = bf16, target_eps
         self.teacher: nn.Module | None = None
         super().__init__(*args, **kwargs)
 
@@ -50,6 +55,13 @@ class IIRDQN(DQN):
         next_q = (1 - self.target_eps) * q_next.max(dim=1)[0] + self.target_eps * q_next.mean(dim=1)
         return data.rewards + (1 - data.dones) * discounts * next_q.reshape(-1, 1)
 
+    def policy_loss(self, q: torch.Tensor, teacher_q: torch.Tensor) -> torch.Tensor:
+        """The policy-distillation term: hard cross-entropy (distill_tau 0) or tau-scaled soft cross-entropy."""
+        tau = self.distill_tau
+        if tau == 0:
+            return F.cross_entropy(q, teacher_q.argmax(dim=1))
+        return tau * F.cross_entropy(q / tau, F.softmax(teacher_q / tau, dim=1))
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's DQN update, plus the distillation term and autocast when enabled."""
         self.policy.set_training_mode(True)
@@ -66,7 +78,7 @@ class IIRDQN(DQN):
                     with torch.no_grad():
                         teacher_q = self.teacher(data.observations).float()
                     distill_loss = (self.distill * F.smooth_l1_loss(q_all, teacher_q)
-                                    + self.distill_policy * F.cross_entropy(q_all, teacher_q.argmax(dim=1)))
+                                    + self.distill_policy * self.policy_loss(q_all, teacher_q))
                     distill_losses.append(distill_loss.item())
                     loss = loss + distill_loss
             self.policy.optimizer.zero_grad()

@@ -77,7 +77,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
                      "train_freq", "target_update_interval", "calibration_samples", "select_episodes", "images",
                      "eval_batch_size", "n_envs", "image_size"), (0.0, float("inf"), True)),
     **dict.fromkeys(("steps", "stage_steps", "epochs", "learning_starts", "select_every", "checkpoint_every",
-                     "distill", "distill_policy", "threads", "workers", "weight_decay", "momentum", "pad"),
+                     "distill", "distill_policy", "distill_tau", "threads", "workers", "weight_decay", "momentum", "pad"),
                     (0.0, float("inf"), False)),
     "percentile": (0.0, 100.0, True),
 }

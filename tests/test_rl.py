@@ -61,10 +61,11 @@ def test_converted_trained_q_network_keeps_greedy_actions_at_t100():
     assert agree >= 0.97
 
 
-def test_policy_distillation_pulls_greedy_actions_to_the_teachers():
+@pytest.mark.parametrize("tau", [0.0, 0.01])
+def test_policy_distillation_pulls_greedy_actions_to_the_teachers(tau):
     env = make_env("cartpole", seed=0)
     model = IIRDQN(IIRPolicy, env, learning_starts=10, train_freq=1000, seed=0, learning_rate=1e-3, distill_policy=10.0,
-                   policy_kwargs={"arch": "mlp", "hidden": [32], "timesteps": 1})
+                   distill_tau=tau, policy_kwargs={"arch": "mlp", "hidden": [32], "timesteps": 1})
     model.learn(300)  # fills the buffer; no update yet
     obs = torch.as_tensor(model.replay_buffer.observations[:300, 0])
     wanted = 1 - model.q_net(obs).argmax(1).float().mean().round().long()  # the action the student mostly avoids
@@ -76,6 +77,25 @@ def test_policy_distillation_pulls_greedy_actions_to_the_teachers():
     model.train(gradient_steps=200, batch_size=64)
     after = (model.q_net(obs).argmax(1) == wanted).float().mean()
     assert before <= 0.5 and after > 0.95
+
+
+def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_one_widens_the_gap():
+    model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), distill_tau=0.01,
+                   policy_kwargs={"arch": "mlp", "hidden": [8], "timesteps": 1})
+    teacher_q = torch.tensor([[1.00, 1.01], [0.30, 0.20]])  # action gaps of 0.01 and 0.1, as a Pong ANN's
+
+    def grad(q: torch.Tensor) -> torch.Tensor:
+        q = q.clone().requires_grad_()
+        model.policy_loss(q, teacher_q).backward()
+        return q.grad
+
+    assert grad(teacher_q).abs().max() < 1e-6
+    q = torch.tensor([[1.0, 1.0], [0.3, 0.3]])
+    soft = (torch.softmax(q / 0.01, 1) - torch.softmax(teacher_q / 0.01, 1)) / 2  # mean over the batch
+    assert torch.allclose(grad(q), soft, atol=1e-6)
+    model.distill_tau = 0.0  # hard targets: still pushing the teacher's greedy action up at the teacher's values
+    hard = grad(teacher_q)
+    assert hard[0, 1] < -0.1 and hard[1, 0] < -0.1
 
 
 @pytest.mark.parametrize("target_eps, bootstrap", [(0.0, 10.0), (0.5, 7.5), (1.0, 5.0)])
@@ -378,6 +398,7 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole", "--timesteps", "1", "--set", "ann.optimizer=sgd"], "'ann.optimizer' must be one of adam"),
     (["train", "cartpole-pixels", "--timesteps", "1", "--set", "temporal=delta"], "'temporal' must be one of stack"),
     (["train", "pong", "--timesteps", "1", "--set", "snn.teacher=self"], "'snn.teacher' must be one of previous, ann"),
+    (["train", "cartpole", "--timesteps", "1", "--set", "snn.distill_tau=-0.01"], "'snn.distill_tau' must be a number at least 0"),
     (["vision", "train", "digits", "--timesteps", "1", "--set", "iir.dropout=2"], "'iir.dropout' must be a number"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
