@@ -25,16 +25,19 @@ def native_bf16(device: str | torch.device) -> bool:
 class IIRDQN(DQN):
     """DQN: TD loss (Huber) + distill * Huber(Q, teacher's Q) + distill_policy * policy term.
 
-    The policy term is CE(Q, teacher's greedy action) with distill_tau 0, else the soft policy distillation of
-    Rusu et al. 2016: tau * CE(Q / tau, softmax(teacher's Q / tau)), whose gradient in Q, softmax(Q / tau) minus
-    the teacher's, is on the scale of the hard term's without pushing Q's action gaps beyond the teacher's.
+    The policy term is CE(Q, teacher's greedy action) with distill_tau 0, else soft policy distillation: with the
+    student's temperature s = distill_gain * distill_tau, s * CE(Q / s, softmax(teacher's Q / distill_tau)), whose
+    gradient in Q, softmax(Q / s) minus softmax(teacher's Q / distill_tau), is on the scale of the hard term's and
+    vanishes where Q's action gaps are distill_gain times the teacher's (gain 1: Hinton et al. 2015's one shared
+    temperature; Rusu et al. 2016's student at temperature 1: distill_tau 0.01, distill_gain 100).
 
     The TD target bootstraps with (1 - target_eps) max Q' + target_eps mean Q': the value of playing on
     epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
 
     def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0,
-                 distill_tau: float = 0.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
-        self.distill, self.distill_policy, self.distill_tau = distill, distill_policy, distill_tau
+                 distill_tau: float = 0.0, distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
+        self.distill, self.distill_policy = distill, distill_policy
+        self.distill_tau, self.distill_gain = distill_tau, distill_gain
         self.bf16, self.target_eps = bf16, target_eps
         self.teacher: nn.Module | None = None
         super().__init__(*args, **kwargs)
@@ -56,11 +59,12 @@ class IIRDQN(DQN):
         return data.rewards + (1 - data.dones) * discounts * next_q.reshape(-1, 1)
 
     def policy_loss(self, q: torch.Tensor, teacher_q: torch.Tensor) -> torch.Tensor:
-        """The policy-distillation term: hard cross-entropy (distill_tau 0) or tau-scaled soft cross-entropy."""
+        """The policy-distillation term: hard cross-entropy (distill_tau 0) or the scaled soft cross-entropy."""
         tau = self.distill_tau
         if tau == 0:
             return F.cross_entropy(q, teacher_q.argmax(dim=1))
-        return tau * F.cross_entropy(q / tau, F.softmax(teacher_q / tau, dim=1))
+        student_tau = self.distill_gain * tau
+        return student_tau * F.cross_entropy(q / student_tau, F.softmax(teacher_q / tau, dim=1))
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's DQN update, plus the distillation term and autocast when enabled."""

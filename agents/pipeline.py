@@ -95,7 +95,8 @@ def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
         lr = LinearSchedule(section["learning_rate"], section["learning_rate_end"], 1.0)  # decays within each stage
         common.update(learning_rate=lr, learning_starts=0, exploration_initial_eps=eps, exploration_final_eps=eps,
                       exploration_fraction=1.0, distill=section["distill"],
-                      distill_policy=section["distill_policy"], distill_tau=section["distill_tau"])
+                      distill_policy=section["distill_policy"], distill_tau=section["distill_tau"],
+                      distill_gain=section["distill_gain"])
     else:
         common.update(learning_starts=ann["learning_starts"], exploration_fraction=ann["exploration_fraction"],
                       exploration_final_eps=ann["exploration_final_eps"])

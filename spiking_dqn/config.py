@@ -75,7 +75,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
                      "gamma", "dropout", "fraction", "lr_factor"), (0.0, 1.0, False)),
     **dict.fromkeys(("learning_rate", "learning_rate_end", "lr", "batch_size", "buffer_size", "trials",
                      "train_freq", "target_update_interval", "calibration_samples", "select_episodes", "images",
-                     "eval_batch_size", "n_envs", "image_size"), (0.0, float("inf"), True)),
+                     "eval_batch_size", "n_envs", "image_size", "distill_gain"), (0.0, float("inf"), True)),
     **dict.fromkeys(("steps", "stage_steps", "epochs", "learning_starts", "select_every", "checkpoint_every",
                      "distill", "distill_policy", "distill_tau", "threads", "workers", "weight_decay", "momentum", "pad"),
                     (0.0, float("inf"), False)),

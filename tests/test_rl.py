@@ -93,6 +93,9 @@ def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_
     q = torch.tensor([[1.0, 1.0], [0.3, 0.3]])
     soft = (torch.softmax(q / 0.01, 1) - torch.softmax(teacher_q / 0.01, 1)) / 2  # mean over the batch
     assert torch.allclose(grad(q), soft, atol=1e-6)
+    model.distill_gain = 10.0  # the student at 10x the teacher's temperature: at rest with 10x the teacher's gaps
+    assert grad(10 * teacher_q).abs().max() < 1e-6
+    assert grad(teacher_q)[0, 1] < -0.1
     model.distill_tau = 0.0  # hard targets: still pushing the teacher's greedy action up at the teacher's values
     hard = grad(teacher_q)
     assert hard[0, 1] < -0.1 and hard[1, 0] < -0.1
@@ -399,6 +402,7 @@ def test_ann_from_rejects_a_bad_source_with_one_line_and_exit_2(extra, message, 
     (["train", "cartpole-pixels", "--timesteps", "1", "--set", "temporal=delta"], "'temporal' must be one of stack"),
     (["train", "pong", "--timesteps", "1", "--set", "snn.teacher=self"], "'snn.teacher' must be one of previous, ann"),
     (["train", "cartpole", "--timesteps", "1", "--set", "snn.distill_tau=-0.01"], "'snn.distill_tau' must be a number at least 0"),
+    (["train", "pong", "--timesteps", "1", "--set", "snn.distill_gain=0"], "'snn.distill_gain' must be a number above 0"),
     (["vision", "train", "digits", "--timesteps", "1", "--set", "iir.dropout=2"], "'iir.dropout' must be a number"),
     (["evaluate", "/nonexistent-run"], "not a finished run"),
     (["vision", "train", "mnist", "--timesteps", "1"], "unknown dataset"),
