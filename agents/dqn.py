@@ -34,8 +34,8 @@ class IIRDQN(DQN):
     The TD target bootstraps with (1 - target_eps) max Q' + target_eps mean Q': the value of playing on
     epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
 
-    def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0,
-                 distill_tau: float = 0.0, distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, distill_tau: float = 0.0,
+                 distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
         self.distill, self.distill_policy = distill, distill_policy
         self.distill_tau, self.distill_gain = distill_tau, distill_gain
         self.bf16, self.target_eps = bf16, target_eps
