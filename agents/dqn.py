@@ -35,11 +35,13 @@ class IIRDQN(DQN):
     epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
 
     def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, distill_tau: float = 0.0,
-                 distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, **kwargs: Any) -> None:
+                 distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, compile: bool = False,
+                 **kwargs: Any) -> None:
         self.distill, self.distill_policy = distill, distill_policy
         self.distill_tau, self.distill_gain = distill_tau, distill_gain
-        self.bf16, self.target_eps = bf16, target_eps
+        self.bf16, self.target_eps, self.compile = bf16, target_eps, compile
         self.teacher: nn.Module | None = None
+        self._compiled_q_values: Any = None
         super().__init__(*args, **kwargs)
 
     def set_timesteps(self, timesteps: int) -> None:
@@ -48,13 +50,12 @@ class IIRDQN(DQN):
         self.policy_kwargs["timesteps"] = timesteps
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "teacher"]
+        return [*super()._excluded_save_params(), "teacher", "_compiled_q_values"]
 
     @torch.no_grad()
-    def td_target(self, data: ReplayBufferSamples) -> torch.Tensor:
-        """r + discount * (1 - done) * ((1 - target_eps) max Q'(s') + target_eps mean Q'(s')) from the target net."""
+    def td_target(self, data: ReplayBufferSamples, q_next: torch.Tensor) -> torch.Tensor:
+        """r + discount * (1 - done) * ((1 - target_eps) max Q'(s') + target_eps mean Q'(s')), Q' the target net's."""
         discounts = data.discounts if data.discounts is not None else self.gamma
-        q_next = self.q_net_target(data.next_observations).float()
         next_q = (1 - self.target_eps) * q_next.max(dim=1)[0] + self.target_eps * q_next.mean(dim=1)
         return data.rewards + (1 - data.dones) * discounts * next_q.reshape(-1, 1)
 
@@ -66,29 +67,48 @@ class IIRDQN(DQN):
         student_tau = self.distill_gain * tau
         return student_tau * F.cross_entropy(q / student_tau, F.softmax(teacher_q / tau, dim=1))
 
+    @property
+    def distilling(self) -> bool:
+        """Whether the update has a distillation term (a teacher and a positive weight)."""
+        return self.teacher is not None and (self.distill > 0 or self.distill_policy > 0)
+
+    def q_values(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Float32 Q-values of one batch: online net on s, target net on s', teacher on s (None when not distilling);
+        under autocast when bf16. This, not the loss, is what torch.compile compiles: with the loss inside, torch
+        2.13's compiled backward got the gradient of Q used by both the TD and the distillation terms wrong."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            q = self.q_net(data.observations).float()
+            with torch.no_grad():
+                q_next = self.q_net_target(data.next_observations).float()
+                teacher_q = self.teacher(data.observations).float() if self.distilling else None  # type: ignore[misc]
+        return q, q_next, teacher_q
+
+    def losses(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor]:
+        """The TD loss and the distillation loss (0 without a teacher) of one batch."""
+        q_all, q_next, teacher_q = (self._compiled_q_values if self.compile else self.q_values)(data)
+        td_loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), self.td_target(data, q_next))
+        if teacher_q is None:
+            return td_loss, torch.zeros_like(td_loss)
+        return td_loss, (self.distill * F.smooth_l1_loss(q_all, teacher_q)
+                         + self.distill_policy * self.policy_loss(q_all, teacher_q))
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        """SB3's DQN update, plus the distillation term and autocast when enabled."""
+        """SB3's DQN update, plus the distillation term, autocast and torch.compile when enabled."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        if self.compile and self._compiled_q_values is None:
+            self._compiled_q_values = torch.compile(self.q_values, dynamic=False)
         losses, distill_losses = [], []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                target = self.td_target(data)
-                q_all = self.q_net(data.observations).float()
-                loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), target)
-                losses.append(loss.item())
-                if self.teacher is not None and (self.distill > 0 or self.distill_policy > 0):
-                    with torch.no_grad():
-                        teacher_q = self.teacher(data.observations).float()
-                    distill_loss = (self.distill * F.smooth_l1_loss(q_all, teacher_q)
-                                    + self.distill_policy * self.policy_loss(q_all, teacher_q))
-                    distill_losses.append(distill_loss.item())
-                    loss = loss + distill_loss
+            td_loss, distill_loss = self.losses(data)
             self.policy.optimizer.zero_grad()
-            loss.backward()
+            (td_loss + distill_loss).backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
+            losses.append(td_loss.item())
+            if self.distilling:
+                distill_losses.append(distill_loss.item())
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", np.mean(losses))

@@ -86,7 +86,7 @@ def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     if ann["n_steps"] > 1:
         buffer_kwargs.update(n_steps=ann["n_steps"], gamma=ann["gamma"])
     common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"],
-                  bf16=native_bf16(cfg["device"]) if ann["bf16"] == "auto" else ann["bf16"],
+                  bf16=native_bf16(cfg["device"]) if ann["bf16"] == "auto" else ann["bf16"], compile=ann["compile"],
                   optimize_memory_usage=ann["optimize_memory_usage"], channels_last=ann["channels_last"],
                   replay_buffer_class=NStepReplayBuffer if ann["n_steps"] > 1 else ReplayBuffer,
                   replay_buffer_kwargs=buffer_kwargs)

@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 from spiking_dqn.agents.networks import build_ann
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
@@ -25,12 +25,14 @@ class QNet(BasePolicy):
         super().__init__(observation_space, action_space, normalize_images=normalize_images)
         self.net = net
         self.channels_last = channels_last
+        self.scale_images = normalize_images and is_image_space(observation_space)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observation as the network sees it (images scaled to [0, 1]; NHWC memory if channels_last)."""
-        x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        """Observation as the network sees it (images scaled to [0, 1]; NHWC memory if channels_last), as SB3's
+        `preprocess_obs` on a Box space, with the image test done once (it reads numpy: torch.compile stops there)."""
+        x = obs.float() / 255.0 if self.scale_images else obs.float()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

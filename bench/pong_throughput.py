@@ -1,6 +1,6 @@
 """Pong DQN training throughput (env steps/s while learning): stock SB3 DQN("CnnPolicy") vs spiking-dqn's
 ANN path (IIRDQN + Nature-DQN with fused Adam, channels_last, bfloat16 autocast where the CPU computes it
-natively, as `bf16: auto`), both with the `pong` preset's ANN hyperparameters (its replay buffer and n-step
+natively, as `bf16: auto`, and the Q-value forwards under torch.compile, as `compile: true`), both with the `pong` preset's ANN hyperparameters (its replay buffer and n-step
 targets included), optionally the spiking T5 stage too (the preset's SNN settings, without a teacher). The models
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
 Prints the rates and the ratios to stock.
@@ -47,15 +47,16 @@ def main() -> None:
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
-    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16")}
+    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16", "compile")}
     bf16 = ann["bf16"]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
-          f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}")
+          f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}, "
+          f"torch.compile: {ann['compile']}")
     where = {"seed": 0, "device": args.device}
+    options = "fused, NHWC" + (", bf16" if bf16 else "") + (", compiled" if ann["compile"] else "")
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
-              f"spiking-dqn ANN (fused, NHWC{', bf16' if bf16 else ''})": IIRDQN(IIRPolicy, make_env("pong"), **where,
-                                                                               **ann)}
+              f"spiking-dqn ANN ({options})": IIRDQN(IIRPolicy, make_env("pong"), **where, **ann)}
     if args.snn:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5
@@ -63,7 +64,7 @@ def main() -> None:
     result = rates(models, args.warmup, args.steps, args.chunk)
     base = result["stock SB3 DQN(CnnPolicy)"]
     for name, value in result.items():
-        print(f"{name:38s} {value:7.1f} env steps/s   ratio {value / base:.2f}x")
+        print(f"{name:48s} {value:7.1f} env steps/s   ratio {value / base:.2f}x")
 
 
 if __name__ == "__main__":

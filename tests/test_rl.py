@@ -101,17 +101,42 @@ def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_
     assert hard[0, 1] < -0.1 and hard[1, 0] < -0.1
 
 
+@pytest.mark.parametrize("timesteps", [None, 2])
+def test_compiled_update_matches_the_eager_one_and_is_not_saved(timesteps, tmp_path):
+    env = make_env("cartpole", seed=0)
+    kwargs = dict(learning_starts=10, train_freq=1000, seed=0, learning_rate=1e-3, distill=1.0, distill_policy=1.0,
+                  policy_kwargs={"arch": "mlp", "hidden": [16], "timesteps": timesteps})
+    eager, compiled = IIRDQN(IIRPolicy, env, **kwargs), IIRDQN(IIRPolicy, env, compile=True, **kwargs)
+    eager.learn(200)  # fills the buffer; no update yet
+    compiled.replay_buffer = eager.replay_buffer
+    compiled.policy.load_state_dict(eager.policy.state_dict())
+    compiled.set_logger(Logger(None, []))
+    teacher = torch.nn.Linear(4, 2)
+    eager.teacher = compiled.teacher = teacher.requires_grad_(False)
+    for step in range(3):  # the same batch for both; equal gradients (float sums in another order)
+        for model in (eager, compiled):
+            np.random.seed(step)
+            model.train(gradient_steps=1, batch_size=32)
+        for a, b in zip(eager.q_net.parameters(), compiled.q_net.parameters()):
+            assert a.grad.abs().sum() > 0 and torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-6)
+            b.data.copy_(a.data)  # each step from the same weights: Adam's first steps amplify tiny differences
+    assert compiled._compiled_q_values is not None
+    compiled.save(tmp_path / "m.zip")
+    loaded = IIRDQN.load(tmp_path / "m.zip", env=env)
+    assert loaded.compile and loaded._compiled_q_values is None
+
+
 @pytest.mark.parametrize("target_eps, bootstrap", [(0.0, 10.0), (0.5, 7.5), (1.0, 5.0)])
 def test_td_target_bootstraps_with_max_or_the_epsilon_greedy_expectation(target_eps, bootstrap):
     model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), gamma=0.5, target_eps=target_eps,
                    policy_kwargs={"arch": "mlp", "hidden": [8], "timesteps": 1})
-    model.q_net_target = lambda obs: torch.tensor([[0.0, 10.0]]).expand(len(obs), 2)  # max 10, mean 5
+    q_next = torch.tensor([[0.0, 10.0]]).expand(3, 2)  # max 10, mean 5
     obs = torch.zeros(3, 4)
     data = ReplayBufferSamples(obs, torch.zeros(3, 1), obs, torch.tensor([[0.0], [0.0], [1.0]]),
                                torch.tensor([[1.0], [0.0], [2.0]]), torch.tensor([[0.5], [0.5], [0.25]]))
     expected = torch.tensor([[1.0 + 0.5 * bootstrap], [0.5 * bootstrap], [2.0]])  # the third is terminal
-    assert torch.allclose(model.td_target(data), expected)
-    assert torch.allclose(model.td_target(data._replace(discounts=None)), expected)
+    assert torch.allclose(model.td_target(data, q_next), expected)
+    assert torch.allclose(model.td_target(data._replace(discounts=None), q_next), expected)
 
 
 @pytest.mark.parametrize("avx512_bf16, amx, native", [(False, False, False), (True, False, True), (False, True, True)])
