@@ -104,8 +104,8 @@ def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_
 @pytest.mark.parametrize("timesteps", [None, 2])
 def test_compiled_update_matches_the_eager_one_and_is_not_saved(timesteps, tmp_path):
     env = make_env("cartpole", seed=0)
-    kwargs = dict(learning_starts=10, train_freq=1000, seed=0, learning_rate=1e-3, distill=1.0, distill_policy=1.0,
-                  policy_kwargs={"arch": "mlp", "hidden": [16], "timesteps": timesteps})
+    kwargs = {"learning_starts": 10, "train_freq": 1000, "seed": 0, "learning_rate": 1e-3, "distill": 1.0,
+              "distill_policy": 1.0, "policy_kwargs": {"arch": "mlp", "hidden": [16], "timesteps": timesteps}}
     eager, compiled = IIRDQN(IIRPolicy, env, **kwargs), IIRDQN(IIRPolicy, env, compile=True, **kwargs)
     eager.learn(200)  # fills the buffer; no update yet
     compiled.replay_buffer = eager.replay_buffer
