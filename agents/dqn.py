@@ -2,6 +2,7 @@
 bfloat16 update."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,14 @@ def native_bf16(device: str | torch.device) -> bool:
     if dev.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return dev.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def bf16_weights(net: nn.Module) -> nn.Module:
+    """`net` with its conv and linear layers' parameters cast to bfloat16 in place, as autocast casts them."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.to(torch.bfloat16)
+    return net
 
 
 class IIRDQN(DQN):
@@ -43,6 +52,16 @@ class IIRDQN(DQN):
         self.teacher: nn.Module | None = None
         self._compiled_q_values: Any = None
         super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.bf16 and self.tau == 1.0:  # the target net runs only under autocast and is replaced whole: keep its
+            bf16_weights(self.q_net_target)  # weights as autocast would cast them instead of casting them every update
+
+    def set_teacher(self, net: nn.Module) -> None:
+        """Distil from a frozen copy of `net` (with bfloat16 weights when the update runs under bfloat16 autocast)."""
+        teacher = copy.deepcopy(net).requires_grad_(False).eval()
+        self.teacher = bf16_weights(teacher) if self.bf16 else teacher
 
     def set_timesteps(self, timesteps: int) -> None:
         """Set the spiking Q-networks' latency T; kept in the policy kwargs so that `load` restores it."""
@@ -92,6 +111,14 @@ class IIRDQN(DQN):
         return td_loss, (self.distill * F.smooth_l1_loss(q_all, teacher_q)
                          + self.distill_policy * self.policy_loss(q_all, teacher_q))
 
+    def clip_gradients(self) -> None:
+        """SB3's clipping of the gradients' total norm at max_grad_norm, without the pass that scales them by 1 when
+        the norm is below it (clip_grad_norm_ makes it always: on a CPU, memory traffic the size of the gradients)."""
+        params = [p for p in self.policy.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if self.max_grad_norm < norm.item() + 1e-6:
+            torch.nn.utils.clip_grads_with_norm_(params, self.max_grad_norm, norm)
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's DQN update, plus the distillation term, autocast and torch.compile when enabled."""
         self.policy.set_training_mode(True)
@@ -104,7 +131,7 @@ class IIRDQN(DQN):
             td_loss, distill_loss = self.losses(data)
             self.policy.optimizer.zero_grad()
             (td_loss + distill_loss).backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.clip_gradients()
             self.policy.optimizer.step()
             losses.append(td_loss.item())
             if self.distilling:

@@ -287,8 +287,7 @@ class Run:
             snn.q_net.net.load_state_dict(start.state_dict())
             snn.q_net_target.net.load_state_dict(start.state_dict())
         from_ann = cfg["snn"]["teacher"] == "ann"
-        teacher = self.model(True, last).q_net if last and not from_ann else ann.q_net
-        teacher.requires_grad_(False).eval()
+        teacher = self.model(True, last).q_net if last and not from_ann else ann.q_net  # snn.set_teacher copies it
         policy: IIRPolicy = snn.policy
 
         def probe() -> list[float]:
@@ -297,7 +296,7 @@ class Run:
             return policy.snn.spike_rates()
 
         def train(t: int) -> None:
-            snn.teacher = teacher
+            snn.set_teacher(teacher)
             keep = self.keep_best(cfg["snn"], self.out / stage_file(t, "best.pt"))
             callbacks = [SpikeLogger(policy.snn, states), *([keep] if keep else [])]
             self.learn(snn, cfg["snn"]["stage_steps"], f"iir_T{t}", self.out / stage_file(t, "ckpt.zip"), callbacks)
@@ -315,6 +314,6 @@ class Run:
             snn.num_timesteps = 0  # the next stage counts its own env steps
             self.finish(f"T{stage.timesteps}", stage.metrics["row"])
             if not from_ann:
-                teacher = copy.deepcopy(policy.q_net).requires_grad_(False).eval()
+                teacher = copy.deepcopy(policy.q_net)
 
         run_stages(todo, snn.set_timesteps, probe, train, evaluate_stage, on_stage_end)

@@ -18,6 +18,7 @@ from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.utils import polyak_update
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
@@ -124,6 +125,38 @@ def test_compiled_update_matches_the_eager_one_and_is_not_saved(timesteps, tmp_p
     compiled.save(tmp_path / "m.zip")
     loaded = IIRDQN.load(tmp_path / "m.zip", env=env)
     assert loaded.compile and loaded._compiled_q_values is None
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])
+def test_gradient_clipping_matches_clip_grad_norm_below_and_above_the_max_norm(scale):
+    model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), max_grad_norm=1.0,
+                   policy_kwargs={"arch": "mlp", "hidden": [8]})
+    for p in model.q_net.parameters():
+        p.grad = scale * torch.randn_like(p)
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in model.q_net.parameters()]
+    for r, p in zip(reference, model.q_net.parameters()):
+        r.grad = p.grad.clone()
+    torch.nn.utils.clip_grad_norm_(reference, 1.0)
+    model.clip_gradients()
+    assert all(torch.equal(p.grad, r.grad) for p, r in zip(model.q_net.parameters(), reference))
+    total = torch.nn.utils.get_total_norm([p.grad for p in model.q_net.parameters()])
+    assert (total < 1.0001) if scale > 1 else (total < 0.9)
+
+
+def test_bf16_target_and_teacher_hold_the_weights_autocast_would_cast():
+    model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), bf16=True, policy_kwargs={"arch": "mlp", "hidden": [8]})
+    online, target = model.q_net.net, model.q_net_target.net
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # weights that bfloat16 rounds
+    polyak_update(online.parameters(), target.parameters(), 1.0)  # SB3's target update
+    for p, q in zip(online.parameters(), target.parameters()):
+        assert q.dtype == torch.bfloat16 and torch.equal(q, p.to(torch.bfloat16))
+    model.set_teacher(model.q_net)
+    assert next(model.teacher.parameters()).dtype == torch.bfloat16 and next(online.parameters()).dtype == torch.float32
+    obs = torch.randn(16, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert torch.equal(model.q_net_target(obs), model.q_net(obs)) and torch.equal(model.teacher(obs), model.q_net(obs))
 
 
 @pytest.mark.parametrize("target_eps, bootstrap", [(0.0, 10.0), (0.5, 7.5), (1.0, 5.0)])
