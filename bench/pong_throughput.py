@@ -1,11 +1,12 @@
 """Pong DQN training throughput (env steps/s while learning): stock SB3 DQN("CnnPolicy") vs spiking-dqn's
 ANN path (IIRDQN + Nature-DQN with fused Adam, channels_last, bfloat16 autocast where the CPU computes it
-natively, as `bf16: auto`, and the Q-value forwards under torch.compile, as `compile: true`), both with the `pong` preset's ANN hyperparameters (its replay buffer and n-step
-targets included), optionally the spiking T5 stage too (the preset's SNN settings, without a teacher). The models
+natively, as `bf16: auto`, and the Q-value forwards under torch.compile, as `compile: true`), both with the
+`pong` preset's ANN hyperparameters (its replay buffer and n-step targets included); optionally the same ANN
+path without torch.compile, and the spiking T5 stage (the preset's SNN settings, without a teacher). The models
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
 Prints the rates and the ratios to stock.
 
-    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--device cpu|cuda]
+    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1500)
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--snn", action="store_true", help="also time the spiking T5 stage")
+    p.add_argument("--eager", action="store_true", help="also time the ANN path without torch.compile")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both models learn")
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
@@ -57,6 +59,9 @@ def main() -> None:
     options = "fused, NHWC" + (", bf16" if bf16 else "") + (", compiled" if ann["compile"] else "")
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
               f"spiking-dqn ANN ({options})": IIRDQN(IIRPolicy, make_env("pong"), **where, **ann)}
+    if args.eager:
+        models[f"spiking-dqn ANN ({options.replace(', compiled', '')}, eager)"] = IIRDQN(
+            IIRPolicy, make_env("pong"), **where, **{**ann, "compile": False})
     if args.snn:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5
