@@ -94,7 +94,7 @@ class IIRDQN(DQN):
     def q_values(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Float32 Q-values of one batch: online net on s, target net on s', teacher on s (None when not distilling);
         under autocast when bf16. This, not the loss, is what torch.compile compiles: with the loss inside, torch
-        2.13's compiled backward got the gradient of Q used by both the TD and the distillation terms wrong."""
+        2.13's gradients differed from eager ones when the TD and the distillation terms were both on (pong.md)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             q = self.q_net(data.observations).float()
             with torch.no_grad():
