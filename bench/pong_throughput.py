@@ -56,12 +56,13 @@ def main() -> None:
           f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}, "
           f"torch.compile: {ann['compile']}")
     where = {"seed": 0, "device": args.device}
-    options = "fused, NHWC" + (", bf16" if bf16 else "") + (", compiled" if ann["compile"] else "")
+    options = "fused, NHWC" + (", bf16" if bf16 else "")
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
-              f"spiking-dqn ANN ({options})": IIRDQN(IIRPolicy, make_env("pong"), **where, **ann)}
+              f"spiking-dqn ANN ({options}{', compiled' if ann['compile'] else ''})": IIRDQN(
+                  IIRPolicy, make_env("pong"), **where, **ann)}
     if args.eager:
-        models[f"spiking-dqn ANN ({options.replace(', compiled', '')}, eager)"] = IIRDQN(
-            IIRPolicy, make_env("pong"), **where, **{**ann, "compile": False})
+        models[f"spiking-dqn ANN ({options}, eager)"] = IIRDQN(IIRPolicy, make_env("pong"), **where,
+                                                              **{**ann, "compile": False})
     if args.snn:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5
