@@ -103,6 +103,18 @@ class IIRPolicy(DQNPolicy):
         self.q_net.net.timesteps = timesteps
         self.q_net_target.net.timesteps = timesteps
 
+    def predict(self, observation: Any, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """SB3's predict; a batch of array observations skips its per-call checks and its walk setting every module
+        to eval mode when the policy already is (about 0.3 ms of a 1 ms Nature-DQN decision on a CPU: pong.md)."""
+        if not isinstance(observation, np.ndarray) or observation.shape[1:] != self.observation_space.shape:
+            return super().predict(observation, state, episode_start, deterministic)
+        if self.training:
+            self.set_training_mode(False)
+        with torch.no_grad():
+            actions = self._predict(torch.as_tensor(observation, device=self.device), deterministic)
+        return actions.cpu().numpy(), state
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(arch=self.arch, hidden=self.hidden, timesteps=self.timesteps, channels_last=self.channels_last)

@@ -17,6 +17,7 @@ from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -100,6 +101,24 @@ def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_
     model.distill_tau = 0.0  # hard targets: still pushing the teacher's greedy action up at the teacher's values
     hard = grad(teacher_q)
     assert hard[0, 1] < -0.1 and hard[1, 0] < -0.1
+
+
+@pytest.mark.parametrize("env_name", ["cartpole", "cartpole-pixels"])
+def test_lean_predict_gives_sb3s_actions_and_eval_mode(env_name):
+    env = make_env(env_name, n_envs=3, seed=0)
+    arch = "mlp" if env_name == "cartpole" else "paper-conv"  # paper-conv has batch norm: eval mode matters
+    model = IIRDQN(IIRPolicy, env, seed=0, policy_kwargs={"arch": arch, "hidden": [16]})
+    policy = model.policy
+    obs = env.reset()
+    for _ in range(3):
+        obs, *_ = env.step(np.array([env.action_space.sample() for _ in range(3)]))
+    policy.set_training_mode(True)
+    actions, state = policy.predict(obs, deterministic=True)
+    assert not policy.training and not any(m.training for m in policy.q_net.modules())
+    expected, _ = BasePolicy.predict(policy, obs, deterministic=True)
+    assert actions.shape == (3,) and actions.tolist() == expected.tolist() and state is None
+    single, _ = policy.predict(obs[0], deterministic=True)  # one unbatched observation: SB3's own path
+    assert np.ndim(single) == 0 and int(single) == expected[0]
 
 
 @pytest.mark.parametrize("timesteps", [None, 2])
