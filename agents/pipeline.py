@@ -29,7 +29,7 @@ from spiking_dqn.iir import Stage, run_stages
 from spiking_dqn.network import SpikingNetwork, recording
 from spiking_dqn.report import Row, ann_row, atomic_save, atomic_write, snn_row, write_results
 
-ANN_FILES = ("config.yaml", "ann.zip", "replay.pkl")  # what a run needs to hand its finished ANN phase on
+ANN_FILES = ("config.yaml", "ann.zip")  # what a run needs to hand its finished ANN phase on (replay.pkl if it has one)
 
 
 def stage_file(t: int, kind: str = "zip") -> str:
@@ -38,8 +38,11 @@ def stage_file(t: int, kind: str = "zip") -> str:
 
 
 def continue_ann(source: Path, out: Path) -> None:
-    """Seed a new run's ANN phase with another run's ANN and replay buffer, as its mid-phase checkpoint."""
+    """Seed a new run's ANN phase with another run's ANN and replay buffer (if it has one), as its mid-phase
+    checkpoint."""
     for name, target in (("ann.zip", "ann.ckpt.zip"), ("replay.pkl", "replay.pkl")):
+        if not (source / name).exists():
+            continue
         try:  # a hard link costs no disk; runs replace their files (atomic_save), so the source stays intact
             os.link(source / name, out / target)
         except OSError:
@@ -201,11 +204,14 @@ class Run:
 
     def resume_point(self, spiking: bool, *paths: Path | None, buffer: ReplayBuffer | None = None) -> IIRDQN | None:
         """The first saved model of `paths` that exists, with the run's replay buffer (`buffer` when already loaded,
-        else read from disk); None if none exists."""
+        else read from disk; with none on disk, an empty one that the model refills for learning_starts env steps
+        before it learns again); None if no model exists."""
         for p in paths:
             if p is not None and p.exists():
                 model = self.model(spiking, p)
-                if buffer is None:
+                if buffer is None and not (self.out / "replay.pkl").exists():
+                    model.learning_starts += model.num_timesteps
+                elif buffer is None:
                     model.load_replay_buffer(self.out / "replay.pkl")
                 else:  # the run keeps one replay.pkl: the ANN phase's load is the stages' buffer too
                     model.replay_buffer = buffer
@@ -220,7 +226,10 @@ class Run:
         if model is None or not path.exists():
             model = model or self.model(False)
             keep = self.keep_best(self.cfg["ann"], best)
-            self.learn(model, self.cfg["ann"]["steps"], "ann", ckpt, [keep] if keep else [])
+            steps = self.cfg["ann"]["steps"]
+            if 0 < model.num_timesteps < model.learning_starts:  # refilling the buffer it came without: the
+                steps = max(steps, model.learning_starts)  # stages need one
+            self.learn(model, steps, "ann", ckpt, [keep] if keep else [])
             if keep is not None:
                 keep.restore(model.policy)
             self.checkpoint(model, path)

@@ -82,7 +82,8 @@ def build_parser() -> Parser:
     _common(train)
     train.add_argument("--trials", type=int, help="evaluation episodes per row (default 20)")
     train.add_argument("--ann-from", metavar="RUN_DIR",
-                       help="a new run whose ANN phase goes on from RUN_DIR's ANN and replay buffer up to ann.steps")
+                       help="a new run whose ANN phase goes on from RUN_DIR's ANN and replay buffer up to ann.steps "
+                            "(without RUN_DIR/replay.pkl: after refilling ann.learning_starts transitions)")
     ev = sub.add_parser("evaluate", help="re-run the evaluation of a finished RL run")
     ev.add_argument("run_dir")
     ev.add_argument("--trials", type=int)

@@ -18,6 +18,7 @@ from spiking_dqn.envs import make_env
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -431,6 +432,33 @@ def test_ann_from_continues_another_runs_ann_in_a_new_run_and_leaves_it_intact(t
     assert [e.step for e in events.Scalars("select/mean_reward")] == [600, 900] and (second / "results.json").exists()
     assert yaml.safe_load((second / "config.yaml").read_text())["ann_from"] == str(first.resolve())
     assert {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("steps, learned_steps, updates", [(900, 300, 40), (600, 100, 0)])
+def test_ann_from_a_run_without_its_buffer_refills_one_before_learning(steps, learned_steps, updates, tmp_path,
+                                                                         monkeypatch):
+    code, first = _train(["--timesteps", "1", "--schedule", "1"], tmp_path, "first")
+    assert code == 0
+    bare = tmp_path / "bare"  # what a run hands on without its replay buffer (docs/results/pong.md)
+    bare.mkdir()
+    for name in ("config.yaml", "ann.zip"):
+        (bare / name).write_bytes((first / name).read_bytes())
+    learned, learn = [], IIRDQN.learn
+
+    def spy(self, total, *a, **k):
+        learned.append((total, self.num_timesteps, self.learning_starts))
+        return learn(self, total, *a, **k)
+
+    monkeypatch.setattr(IIRDQN, "learn", spy)
+    code, second = _train(["--timesteps", "1", "--schedule", "1", "--set", f"ann.steps={steps}",
+                           "--set", "ann.select_every=0", "--ann-from", str(bare)], tmp_path, "second")
+    assert code == 0 and (second / "results.json").exists()
+    assert learned[0] == (learned_steps, 600, 700)  # 100 env steps (ann.learning_starts) refill it before updates
+    ann = IIRDQN.load(second / "ann.zip")
+    assert ann.num_timesteps == 600 + learned_steps
+    assert ann._n_updates - IIRDQN.load(first / "ann.zip")._n_updates == updates  # 50-step rollouts, 10 updates each
+    buffer = load_from_pkl(second / "replay.pkl")  # the refilled buffer, carried on through the 200-step T1 stage
+    assert buffer.size() == learned_steps + 200 and not (bare / "replay.pkl").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
