@@ -209,12 +209,12 @@ class Run:
         for p in paths:
             if p is not None and p.exists():
                 model = self.model(spiking, p)
-                if buffer is None and not (self.out / "replay.pkl").exists():
-                    model.learning_starts += model.num_timesteps
-                elif buffer is None:
-                    model.load_replay_buffer(self.out / "replay.pkl")
-                else:  # the run keeps one replay.pkl: the ANN phase's load is the stages' buffer too
+                if buffer is not None:  # the run keeps one replay.pkl: the ANN phase's load is the stages' buffer too
                     model.replay_buffer = buffer
+                elif (self.out / "replay.pkl").exists():
+                    model.load_replay_buffer(self.out / "replay.pkl")
+                else:
+                    model.learning_starts += model.num_timesteps
                 fit_buffer(model)
                 return model
         return None
