@@ -272,7 +272,8 @@ class Run:
             self.finish("ann", self.score("ann", ann.q_net, states))
         if "converted" in keys and "converted" not in self.rows:
             b = self.cfg["baseline"]
-            net = convert(ann.q_net.net, b["timesteps"], data=states, percentile=b["percentile"]).to(ann.device)
+            net = convert(ann.q_net.net, b["timesteps"], data=states, percentile=b["percentile"],
+                          equalize_power=b["equalize"]).to(ann.device)
             self.finish("converted", self.score("converted", QNet(ann.observation_space, ann.action_space, net).eval(),
                                                 states))
 

@@ -72,7 +72,7 @@ def merge(base: dict, update: dict, prefix: str = "") -> dict:
 
 _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low end excluded), at any depth
     **dict.fromkeys(("epsilon", "exploration_eps", "exploration_final_eps", "exploration_fraction", "target_epsilon",
-                     "gamma", "dropout", "fraction", "lr_factor"), (0.0, 1.0, False)),
+                     "gamma", "dropout", "fraction", "lr_factor", "equalize"), (0.0, 1.0, False)),
     **dict.fromkeys(("learning_rate", "learning_rate_end", "lr", "batch_size", "buffer_size", "trials",
                      "train_freq", "target_update_interval", "calibration_samples", "select_episodes", "images",
                      "eval_batch_size", "n_envs", "image_size", "distill_gain"), (0.0, float("inf"), True)),

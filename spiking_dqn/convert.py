@@ -1,4 +1,4 @@
-"""ANN -> SNN conversion: batch-norm fusion, data-based threshold calibration, weight rescaling.
+"""ANN -> SNN conversion: batch-norm fusion, channel equalisation, data-based threshold calibration, weight rescaling.
 
 Units: every current in the SNN is in the ANN's pre-activation units. A neuron with threshold v fires at a
 rate of about a/v for an ANN activation a, so each weight layer fed by spikes has its weights multiplied by
@@ -18,6 +18,7 @@ from spiking_dqn.neuron import IIRNeuron
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
+PER_CHANNEL = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)  # keep channels apart
 
 
 def _fuse_pair(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
@@ -78,6 +79,63 @@ def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size:
     return thresholds
 
 
+def _pairs(model: nn.Module) -> Iterator[tuple[nn.Module, nn.ReLU, nn.Module]]:
+    """(producer, ReLU, consumer) triples of weight layers joined by one ReLU and per-channel layers only."""
+    if isinstance(model, Residual):
+        yield from _pairs(model.main)
+        return
+    if not isinstance(model, nn.Sequential):
+        return
+    layers = list(model)
+    for i, layer in enumerate(layers):
+        yield from _pairs(layer)
+        if isinstance(layer, WEIGHTED) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
+            k = i + 2
+            while k < len(layers) and isinstance(layers[k], PER_CHANNEL):
+                k += 1
+            if k < len(layers) and isinstance(layers[k], WEIGHTED):
+                yield layer, layers[i + 1], layers[k]
+
+
+@torch.no_grad()
+def equalize(ann: nn.Module, data: torch.Tensor, percentile: float, power: float, batch_size: int = 256,
+             max_values: int = 4_000_000) -> nn.Module:
+    """A copy of a fused ANN computing the same function, each ReLU channel scaled by (layer's percentile /
+    channel's percentile) ** power and the next weight layer's inputs by the inverse (ReLU is positively
+    homogeneous), so that one threshold per layer serves every channel: channel-wise normalisation (Kim et al.
+    2020, Spiking-YOLO) at power 1, off at 0."""
+    ann = copy.deepcopy(ann).eval()
+    pairs = list(_pairs(ann))
+    seen: list[list[torch.Tensor]] = [[] for _ in pairs]
+    hooks = [relu.register_forward_hook(lambda _m, _i, out, k=k: seen[k].append(out.detach().float().transpose(0, 1)
+                                                                                .reshape(out.shape[1], -1)))
+             for k, (_, relu, _) in enumerate(pairs)]
+    try:
+        for start in range(0, len(data), batch_size):
+            ann(data[start:start + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+    gen = torch.Generator().manual_seed(0)
+    for (producer, _, consumer), values in zip(pairs, seen):
+        v = torch.cat(values, dim=1)
+        if v.numel() > max_values:
+            v = v[:, torch.randint(v.shape[1], (max_values // v.shape[0],), generator=gen)]
+        ref = torch.quantile(v.flatten(), percentile / 100.0)
+        per_channel = torch.quantile(v, percentile / 100.0, dim=1)
+        if ref <= 0:
+            continue
+        s = torch.where(per_channel > 0, (ref / per_channel.clamp(min=1e-12)) ** power, torch.ones_like(per_channel))
+        producer.weight.mul_(s.reshape(-1, *(1,) * (producer.weight.dim() - 1)))
+        if producer.bias is not None:
+            producer.bias.mul_(s)
+        if isinstance(consumer, nn.Linear):
+            consumer.weight.div_(s.repeat_interleave(consumer.in_features // s.numel()))
+        else:
+            consumer.weight.div_(s.reshape(1, -1, 1, 1))
+    return ann
+
+
 class _Walk:
     """State of one conversion pass: thresholds to hand out, neuron count, weight-layer sources."""
 
@@ -129,15 +187,19 @@ class _Walk:
 
 
 def convert(ann: nn.Module, timesteps: int, data: torch.Tensor | None = None, percentile: float = 90.0,
-            thresholds: Sequence[float] | None = None) -> SpikingNetwork:
+            thresholds: Sequence[float] | None = None, equalize_power: float = 0.0) -> SpikingNetwork:
     """Convert an ANN (Sequential of Conv/Linear/BN/ReLU/AvgPool/Flatten/Dropout/Residual) to an SNN.
 
     Thresholds come from `thresholds`, else from `data` at `percentile`, else are 1.0 (structure only,
-    e.g. before loading a state dict).
+    e.g. before loading a state dict). `equalize_power` > 0 first equalises the channels on `data`.
     """
     fused = fuse_bn(ann)
     if not isinstance(fused, nn.Sequential):
         fused = nn.Sequential(fused)
+    if equalize_power > 0:
+        if data is None:
+            raise ValueError("channel equalisation needs calibration data")
+        fused = equalize(fused, data, percentile, equalize_power)
     if thresholds is None and data is not None:
         thresholds = calibrate(fused, data, percentile)
     n_relu = sum(isinstance(m, nn.ReLU) for m in fused.modules())

@@ -9,6 +9,7 @@ from spiking_dqn import (
     clamp_after_step,
     convert,
     energy_report,
+    equalize,
     fuse_bn,
     parse_schedule,
     recording,
@@ -123,6 +124,49 @@ def test_conversion_converges_to_ann_as_t_grows():
                 agreement = (out.argmax(1) == target.argmax(1)).float().mean().item()
     assert errors[0] > errors[1] > errors[2]
     assert agreement >= 0.97
+
+
+def _uneven_channels_net() -> tuple[nn.Sequential, torch.Tensor]:
+    """A conv net whose channels differ in scale by up to 100x, as Pong's Q-networks' do by up to ~10x."""
+    torch.manual_seed(2)
+    ann = nn.Sequential(nn.Conv2d(2, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    with torch.no_grad():
+        gains = torch.logspace(-2, 0, 8)
+        ann[0].weight.mul_(gains.reshape(-1, 1, 1, 1))
+        ann[0].bias.mul_(gains)
+        ann[2].weight.div_(gains.reshape(1, -1, 1, 1))
+    return ann, torch.rand(512, 2, 8, 8)
+
+
+@torch.no_grad()
+def test_equalize_keeps_the_function_and_levels_the_channels():
+    ann, x = _uneven_channels_net()
+    res = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+                        Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    for net in (ann, res):
+        torch.testing.assert_close(equalize(net, x, 99.9, 1.0)(x), net(x), atol=1e-5, rtol=1e-4)
+    level = equalize(ann, x, 99.9, 1.0)
+    for producer in (0, 2, 5):  # every ReLU feeding a weight layer: each channel at the layer's former percentile
+        before, after = (torch.quantile(a.transpose(0, 1).reshape(a.shape[1], -1), 0.999, dim=1)
+                         for a in (ann[:producer + 2](x), level[:producer + 2](x)))
+        live = before > 0  # silent channels stay silent
+        layer = float(torch.quantile(ann[:producer + 2](x), 0.999))
+        assert live.sum() >= 4 and (after[~live] == 0).all()
+        torch.testing.assert_close(after[live], torch.full_like(after[live], layer), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(equalize(ann, x, 99.9, 0.0)[0].weight, ann[0].weight)  # power 0: unchanged
+
+
+@torch.no_grad()
+def test_equalized_conversion_is_closer_to_the_ann_on_uneven_channels():
+    ann, x = _uneven_channels_net()
+    target = ann(x)
+    err = {p: (convert(ann, 100, data=x, percentile=99.9, equalize_power=p)(x) - target).abs().mean().item()
+           for p in (0.0, 0.5, 1.0)}
+    assert err[1.0] < err[0.5] < 0.5 * err[0.0]
+    with pytest.raises(ValueError, match="calibration data"):
+        convert(ann, 100, equalize_power=0.5)
 
 
 @torch.no_grad()
