@@ -7,10 +7,10 @@ from spiking_dqn.envs import make_env
 from spiking_dqn.cli import main
 
 
-@pytest.mark.parametrize("game", ["pong", "BoxingNoFrameskip-v4"])
-def test_atari_pipeline_smoke(game, tmp_path):
+@pytest.mark.parametrize("game, extra", [("pong", []), ("BoxingNoFrameskip-v4", ["--set", "baseline.equalize=0.5"])])
+def test_atari_pipeline_smoke(game, extra, tmp_path):
     out = tmp_path / "run"
-    argv = ["train", game, "--timesteps", "1", "--schedule", "2,1", "--config", "smoke", "--out", str(out)]
+    argv = ["train", game, "--timesteps", "1", "--schedule", "2,1", "--config", "smoke", "--out", str(out), *extra]
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert [(r["model"], r["timesteps"]) for r in res["rows"]] == [("ann", None), ("converted", 20), ("iir", 2),
