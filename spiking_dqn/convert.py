@@ -80,7 +80,8 @@ def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size:
 
 
 def _pairs(model: nn.Module) -> Iterator[tuple[nn.Module, nn.ReLU, nn.Module]]:
-    """(producer, ReLU, consumer) triples of weight layers joined by one ReLU and per-channel layers only."""
+    """(producer, ReLU, consumer) triples of weight layers joined by one ReLU and per-channel layers only
+    (none into a grouped convolution, whose weights do not hold every input channel)."""
     if isinstance(model, Residual):
         yield from _pairs(model.main)
         return
@@ -93,7 +94,7 @@ def _pairs(model: nn.Module) -> Iterator[tuple[nn.Module, nn.ReLU, nn.Module]]:
             k = i + 2
             while k < len(layers) and isinstance(layers[k], PER_CHANNEL):
                 k += 1
-            if k < len(layers) and isinstance(layers[k], WEIGHTED):
+            if k < len(layers) and isinstance(layers[k], WEIGHTED) and getattr(layers[k], "groups", 1) == 1:
                 yield layer, layers[i + 1], layers[k]
 
 
