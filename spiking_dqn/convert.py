@@ -50,13 +50,11 @@ def fuse_bn(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size: int = 256,
-              max_values: int = 4_000_000) -> list[float]:
-    """Per-ReLU threshold: the given percentile of the layer's activations on `data` (ANN in eval mode)."""
-    relus = [m for m in ann.modules() if isinstance(m, nn.ReLU)]
-    seen: list[list[torch.Tensor]] = [[] for _ in relus]
-    hooks = [r.register_forward_hook(lambda _m, _i, out, k=k: seen[k].append(out.detach().flatten().float()))
-             for k, r in enumerate(relus)]
+def _outputs(ann: nn.Module, modules: list[nn.Module], data: torch.Tensor, batch_size: int) -> list[list[torch.Tensor]]:
+    """Each module's float outputs, batch by batch, while the ANN (in eval mode) runs over `data`."""
+    seen: list[list[torch.Tensor]] = [[] for _ in modules]
+    hooks = [m.register_forward_hook(lambda _m, _i, out, k=k: seen[k].append(out.detach().float()))
+             for k, m in enumerate(modules)]
     was_training = ann.training
     ann.eval()
     try:
@@ -66,10 +64,18 @@ def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size:
         for h in hooks:
             h.remove()
         ann.train(was_training)
+    return seen
+
+
+@torch.no_grad()
+def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size: int = 256,
+              max_values: int = 4_000_000) -> list[float]:
+    """Per-ReLU threshold: the given percentile of the layer's activations on `data` (ANN in eval mode)."""
+    relus = [m for m in ann.modules() if isinstance(m, nn.ReLU)]
     thresholds = []
     gen = torch.Generator().manual_seed(0)
-    for values in seen:
-        v = torch.cat(values)
+    for outputs in _outputs(ann, relus, data, batch_size):
+        v = torch.cat([o.flatten() for o in outputs])
         if v.numel() > max_values:
             v = v[torch.randint(v.numel(), (max_values,), generator=gen)]
         t = float(torch.quantile(v, percentile / 100.0))
@@ -107,19 +113,9 @@ def equalize(ann: nn.Module, data: torch.Tensor, percentile: float, power: float
     2020, Spiking-YOLO) at power 1, off at 0."""
     ann = copy.deepcopy(ann).eval()
     pairs = list(_pairs(ann))
-    seen: list[list[torch.Tensor]] = [[] for _ in pairs]
-    hooks = [relu.register_forward_hook(lambda _m, _i, out, k=k: seen[k].append(out.detach().float().transpose(0, 1)
-                                                                                .reshape(out.shape[1], -1)))
-             for k, (_, relu, _) in enumerate(pairs)]
-    try:
-        for start in range(0, len(data), batch_size):
-            ann(data[start:start + batch_size])
-    finally:
-        for h in hooks:
-            h.remove()
     gen = torch.Generator().manual_seed(0)
-    for (producer, _, consumer), values in zip(pairs, seen):
-        v = torch.cat(values, dim=1)
+    for (producer, _, consumer), outputs in zip(pairs, _outputs(ann, [relu for _, relu, _ in pairs], data, batch_size)):
+        v = torch.cat([o.transpose(0, 1).reshape(o.shape[1], -1) for o in outputs], dim=1)  # channel x values
         if v.numel() > max_values:
             v = v[:, torch.randint(v.shape[1], (max_values // v.shape[0],), generator=gen)]
         ref = torch.quantile(v.flatten(), percentile / 100.0)
