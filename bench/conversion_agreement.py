@@ -13,10 +13,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.policy import EpsilonGreedy
 from spiking_dqn.envs import make_env
 
 from spiking_dqn.convert import convert
@@ -26,14 +26,10 @@ from spiking_dqn.convert import convert
 def play_states(model: IIRDQN, env_name: str, steps: int, seed: int) -> torch.Tensor:
     """Preprocessed observations of 8 games of the ANN at epsilon 0.05, every step."""
     env = make_env(env_name, n_envs=8, seed=seed, training=False)
-    net, rng, obs, states = model.q_net.net.eval(), np.random.default_rng(seed), env.reset(), []
+    player, obs, states = EpsilonGreedy(model.q_net.eval(), 0.05, seed), env.reset(), []
     for _ in range(steps):
-        x = model.q_net.preprocess(torch.as_tensor(obs)).float()
-        states.append(x)
-        actions = net(x).argmax(1).numpy()
-        explore = rng.random(len(actions)) < 0.05
-        actions[explore] = rng.integers(env.action_space.n, size=int(explore.sum()))
-        obs, *_ = env.step(actions)
+        states.append(model.q_net.preprocess(torch.as_tensor(obs)).float())
+        obs, *_ = env.step(player.predict(obs)[0])
     env.close()
     return torch.cat(states)
 
