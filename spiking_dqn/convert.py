@@ -70,7 +70,7 @@ def _outputs(ann: nn.Module, modules: list[nn.Module], data: torch.Tensor, batch
 @torch.no_grad()
 def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size: int = 256,
               max_values: int = 4_000_000) -> list[float]:
-    """Per-ReLU threshold: the given percentile of the layer's activations on `data` (ANN in eval mode)."""
+    """Per-ReLU threshold: the percentile of the layer's activations on `data` (of its positive ones where that is 0)."""
     relus = [m for m in ann.modules() if isinstance(m, nn.ReLU)]
     thresholds = []
     gen = torch.Generator().manual_seed(0)
@@ -79,8 +79,9 @@ def calibrate(ann: nn.Module, data: torch.Tensor, percentile: float, batch_size:
         if v.numel() > max_values:
             v = v[torch.randint(v.numel(), (max_values,), generator=gen)]
         t = float(torch.quantile(v, percentile / 100.0))
-        if t <= 0:  # mostly silent layer: fall back to the largest activation
-            t = float(v.max()) if float(v.max()) > 0 else 1.0
+        if t <= 0:  # a sparse layer, zero at its percentile: the percentile of its positive activations
+            positive = v[v > 0]  # (as the SNN toolbox of Rueckauer et al. 2017 takes for every layer)
+            t = float(torch.quantile(positive, percentile / 100.0)) if positive.numel() else 1.0
         thresholds.append(t)
     return thresholds
 

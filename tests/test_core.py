@@ -269,6 +269,9 @@ def test_calibration_uses_the_percentile_of_activations():
         ann[0].weight.fill_(1.0)
     data = torch.arange(1, 101, dtype=torch.float32).reshape(100, 1)
     assert calibrate(ann, data, 90)[0] == pytest.approx(90.1)
+    sparse = torch.cat([torch.zeros(2000, 1), data])  # 95 % zeros: the percentile of the positive ones, not the max
+    assert calibrate(ann, sparse, 95)[0] == pytest.approx(95.05)
+    assert calibrate(ann, torch.zeros(10, 1), 90) == [1.0]  # a silent layer
 
 
 def test_schedule_parsing_and_stages():
