@@ -2,9 +2,13 @@
 import json
 
 import pytest
+import torch
+from spiking_dqn.agents.networks import build_ann
 from spiking_dqn.envs import make_env
 
 from spiking_dqn.cli import main
+from spiking_dqn.convert import convert
+from spiking_dqn.energy import energy_report
 
 
 @pytest.mark.parametrize("game, extra", [("pong", []), ("BoxingNoFrameskip-v4", ["--set", "baseline.equalize=0.5"])])
@@ -31,3 +35,12 @@ def test_pong_evaluation_reports_true_game_score():
         total += float(reward[0])
         done = bool(dones[0])
     assert infos[0]["episode"]["r"] == total == -21.0  # a full game lost 0-21, not clipped, not one life
+
+
+@pytest.mark.parametrize("frames, rate, ratio", [(1, 0.08, 7.55), (1, 0.42, 5.22), (4, 0.08, 2.77)])
+def test_energy_ratio_of_the_papers_pong_network(frames, rate, ratio):
+    # the paper's T1 and T5 ratios (7.55, 5.22) are eq. 4 on a Nature-DQN fed one frame (its official script's
+    # input), the first layer in MACs; our four stacked frames quadruple that layer's MACs: 2.77 at T1's rate
+    snn = convert(build_ann("nature", (frames, 84, 84), 6), 1)
+    alpha = energy_report(snn, torch.zeros(1, frames, 84, 84), [rate] * 4).energy_ratio
+    assert alpha == pytest.approx(ratio, rel=0.01)
