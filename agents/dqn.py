@@ -41,14 +41,16 @@ class IIRDQN(DQN):
     temperature; Rusu et al. 2016's student at temperature 1: distill_tau 0.01, distill_gain 100).
 
     The TD target bootstraps with (1 - target_eps) max Q' + target_eps mean Q': the value of playing on
-    epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max."""
+    epsilon-greedily at target_eps (expected SARSA); 0 is DQN's max. With double_q the greedy part is the target
+    net's value of the online net's greedy action instead of the target net's max (Double DQN, van Hasselt et al.
+    2016)."""
 
     def __init__(self, *args: Any, distill: float = 0.0, distill_policy: float = 0.0, distill_tau: float = 0.0,
                  distill_gain: float = 1.0, bf16: bool = False, target_eps: float = 0.0, compile: bool = False,
-                 **kwargs: Any) -> None:
+                 double_q: bool = False, **kwargs: Any) -> None:
         self.distill, self.distill_policy = distill, distill_policy
         self.distill_tau, self.distill_gain = distill_tau, distill_gain
-        self.bf16, self.target_eps, self.compile = bf16, target_eps, compile
+        self.bf16, self.target_eps, self.compile, self.double_q = bf16, target_eps, compile, double_q
         self.teacher: nn.Module | None = None
         self._compiled_q_values: Any = None
         super().__init__(*args, **kwargs)
@@ -72,10 +74,13 @@ class IIRDQN(DQN):
         return [*super()._excluded_save_params(), "teacher", "_compiled_q_values"]
 
     @torch.no_grad()
-    def td_target(self, data: ReplayBufferSamples, q_next: torch.Tensor) -> torch.Tensor:
-        """r + discount * (1 - done) * ((1 - target_eps) max Q'(s') + target_eps mean Q'(s')), Q' the target net's."""
+    def td_target(self, data: ReplayBufferSamples, q_next: torch.Tensor,
+                  greedy_next: torch.Tensor | None = None) -> torch.Tensor:
+        """r + discount * (1 - done) * ((1 - target_eps) max Q'(s') + target_eps mean Q'(s')), Q' the target net's;
+        with `greedy_next` (the online net's greedy actions at s') Q'(s', greedy_next) replaces max Q'(s')."""
         discounts = data.discounts if data.discounts is not None else self.gamma
-        next_q = (1 - self.target_eps) * q_next.max(dim=1)[0] + self.target_eps * q_next.mean(dim=1)
+        greedy = q_next.max(dim=1)[0] if greedy_next is None else q_next.gather(1, greedy_next[:, None])[:, 0]
+        next_q = (1 - self.target_eps) * greedy + self.target_eps * q_next.mean(dim=1)
         return data.rewards + (1 - data.dones) * discounts * next_q.reshape(-1, 1)
 
     def policy_loss(self, q: torch.Tensor, teacher_q: torch.Tensor) -> torch.Tensor:
@@ -91,21 +96,25 @@ class IIRDQN(DQN):
         """Whether the update has a distillation term (a teacher and a positive weight)."""
         return self.teacher is not None and (self.distill > 0 or self.distill_policy > 0)
 
-    def q_values(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Float32 Q-values of one batch: online net on s, target net on s', teacher on s (None when not distilling);
-        under autocast when bf16. This, not the loss, is what torch.compile compiles: with the loss inside, torch
-        2.13's gradients differed from eager ones when the TD and the distillation terms were both on (pong.md)."""
+    def q_values(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                                           torch.Tensor | None]:
+        """Float32 Q-values of one batch: online net on s, target net on s', the online net's greedy actions at s'
+        (None without double_q), teacher on s (None when not distilling); under autocast when bf16. This, not the loss,
+        is what torch.compile compiles: with the loss inside, torch 2.13's gradients differed from eager ones when the
+        TD and the distillation terms were both on (pong.md)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             q = self.q_net(data.observations).float()
             with torch.no_grad():
                 q_next = self.q_net_target(data.next_observations).float()
+                greedy_next = self.q_net(data.next_observations).argmax(dim=1) if self.double_q else None
                 teacher_q = self.teacher(data.observations).float() if self.distilling else None  # type: ignore[misc]
-        return q, q_next, teacher_q
+        return q, q_next, greedy_next, teacher_q
 
     def losses(self, data: ReplayBufferSamples) -> tuple[torch.Tensor, torch.Tensor]:
         """The TD loss and the distillation loss (0 without a teacher) of one batch."""
-        q_all, q_next, teacher_q = (self._compiled_q_values if self.compile else self.q_values)(data)
-        td_loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), self.td_target(data, q_next))
+        q_all, q_next, greedy_next, teacher_q = (self._compiled_q_values if self.compile else self.q_values)(data)
+        td_target = self.td_target(data, q_next, greedy_next)
+        td_loss = F.smooth_l1_loss(torch.gather(q_all, 1, data.actions.long()), td_target)
         if teacher_q is None:
             return td_loss, torch.zeros_like(td_loss)
         return td_loss, (self.distill * F.smooth_l1_loss(q_all, teacher_q)

@@ -82,7 +82,7 @@ def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     """SB3 DQN arguments for the ANN phase or the SNN stages."""
     common = {k: section[k] for k in ("learning_rate", "batch_size", "target_update_interval", "train_freq",
                                       "gradient_steps")}
-    common["target_eps"] = section["target_epsilon"]
+    common.update(target_eps=section["target_epsilon"], double_q=section["double_q"])
     ann = cfg["ann"]
     opt = {"optimizer_class": OPTIMIZERS[ann["optimizer"]], "optimizer_kwargs": {"fused": True} if ann["fused"] else {}}
     buffer_kwargs: dict[str, Any] = {"handle_timeout_termination": not ann["optimize_memory_usage"]}

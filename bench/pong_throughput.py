@@ -49,7 +49,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
-    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16", "compile")}
+    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "double_q", "bf16", "compile")}
     bf16 = ann["bf16"]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "

@@ -122,11 +122,12 @@ def test_lean_predict_gives_sb3s_actions_and_eval_mode(env_name):
     assert np.ndim(single) == 0 and int(single) == expected[0]
 
 
-@pytest.mark.parametrize("timesteps", [None, 2])
-def test_compiled_update_matches_the_eager_one_and_is_not_saved(timesteps, tmp_path):
+@pytest.mark.parametrize("timesteps, double_q", [(None, False), (2, False), (None, True)])
+def test_compiled_update_matches_the_eager_one_and_is_not_saved(timesteps, double_q, tmp_path):
     env = make_env("cartpole", seed=0)
     kwargs = {"learning_starts": 10, "train_freq": 1000, "seed": 0, "learning_rate": 1e-3, "distill": 1.0,
-              "distill_policy": 1.0, "policy_kwargs": {"arch": "mlp", "hidden": [16], "timesteps": timesteps}}
+              "distill_policy": 1.0, "double_q": double_q,
+              "policy_kwargs": {"arch": "mlp", "hidden": [16], "timesteps": timesteps}}
     eager, compiled = IIRDQN(IIRPolicy, env, **kwargs), IIRDQN(IIRPolicy, env, compile=True, **kwargs)
     eager.learn(200)  # fills the buffer; no update yet
     compiled.replay_buffer = eager.replay_buffer
@@ -190,6 +191,26 @@ def test_td_target_bootstraps_with_max_or_the_epsilon_greedy_expectation(target_
     expected = torch.tensor([[1.0 + 0.5 * bootstrap], [0.5 * bootstrap], [2.0]])  # the third is terminal
     assert torch.allclose(model.td_target(data, q_next), expected)
     assert torch.allclose(model.td_target(data._replace(discounts=None), q_next), expected)
+
+
+@pytest.mark.parametrize("target_eps", [0.0, 0.5])
+def test_double_q_values_the_online_nets_greedy_action_with_the_target_net(target_eps):
+    model = IIRDQN(IIRPolicy, make_env("cartpole", seed=0), gamma=0.5, target_eps=target_eps, double_q=True,
+                   policy_kwargs={"arch": "mlp", "hidden": [8]})
+    with torch.no_grad():  # constant Q-values: the online net prefers action 0, the target net's max is action 1
+        for net, values in ((model.q_net, [1.0, 0.0]), (model.q_net_target, [2.0, 10.0])):
+            for p in net.parameters():
+                p.zero_()
+            [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1].bias.copy_(torch.tensor(values))
+    obs = torch.zeros(2, 4)
+    data = ReplayBufferSamples(obs, torch.zeros(2, 1, dtype=torch.long), obs, torch.zeros(2, 1),
+                               torch.tensor([[1.0], [0.0]]), None)
+    _, q_next, greedy_next, _ = model.q_values(data)
+    assert greedy_next.tolist() == [0, 0] and torch.allclose(q_next, torch.tensor([[2.0, 10.0]]).expand(2, 2))
+    bootstrap = (1 - target_eps) * 2.0 + target_eps * 6.0  # the target net's value of action 0, not its max 10
+    assert torch.allclose(model.td_target(data, q_next, greedy_next), torch.tensor([[1.0], [0.0]]) + 0.5 * bootstrap)
+    model.double_q = False
+    assert model.q_values(data)[2] is None
 
 
 @pytest.mark.parametrize("avx512_bf16, amx, native", [(False, False, False), (True, False, True), (False, True, True)])
