@@ -82,7 +82,8 @@ _RANGES: dict[str, tuple[float, float, bool]] = {  # leaf key -> (low, high, low
     "percentile": (0.0, 100.0, True),
 }
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
-_CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "compile": (True, False), "double_q": (True, False), "optimizer": tuple(OPTIMIZERS),
+_CHOICES: dict[str, tuple[Any, ...]] = {"bf16": (True, False, "auto"), "compile": (True, False),
+                                        "double_q": (True, False), "optimizer": tuple(OPTIMIZERS),
                                         "temporal": ("stack", "diff"), "teacher": ("previous", "ann")}  # leaf key -> its valid values
 
 

@@ -1,10 +1,16 @@
-import cProfile, pstats, time, sys, torch
+import cProfile
+import pstats
+import sys
+import time
+
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
-from spiking_dqn.config import load_preset
 from stable_baselines3 import DQN
+
+from spiking_dqn.config import load_preset
+
 cfg = {**load_preset("pong"), "device": "cpu"}
 ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
 which = sys.argv[1]
