@@ -114,13 +114,17 @@ def row_keys(cfg: dict) -> list[str]:
 
 def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str,
              epsilon: float = 0.0) -> tuple[list[float], list[float] | None]:
-    """Epsilon-greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1): scores, spike rates."""
+    """Epsilon-greedy play of `trials` episodes (one per env copy, seeds seed..seed+trials-1): scores in trial order
+    (SB3 returns them in the order the games end), spike rates. Game i of every row starts from the same state and
+    draws its random actions at the same steps, so two rows' scores pair up game by game."""
     bar = tqdm(total=trials, desc=f"eval {label} T{getattr(qnet.net, 'timesteps', '-')}", leave=False)
     env.seed(seed)  # every row is played on the same starting states
+    ended: list[int] = []  # the env copy of each episode evaluate_policy records, in its order
 
     def on_step(local: dict, _global: dict) -> None:
-        if local["done"]:  # an update(0) per step would still redraw the bar, flooding a non-terminal log
-            bar.update(1)
+        if local["done"] and (not local["is_monitor_wrapped"] or "episode" in local["info"]):
+            ended.append(local["i"])
+            bar.update(1)  # an update(0) per step would still redraw the bar, flooding a non-terminal log
 
     net = qnet.net
     spiking = isinstance(net, SpikingNetwork)
@@ -129,7 +133,7 @@ def evaluate(qnet: QNet, env: VecEnv, trials: int, seed: int, label: str,
                                      return_episode_rewards=True, callback=on_step)
     rates = net.spike_rates() if spiking else None
     bar.close()
-    return [float(r) for r in returns], rates
+    return [float(r) for _, r in sorted(zip(ended, returns, strict=True), key=lambda pair: pair[0])], rates
 
 
 class Run:

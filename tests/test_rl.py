@@ -12,6 +12,7 @@ import yaml
 from gymnasium import spaces
 from spiking_dqn.agents import pipeline
 from spiking_dqn.agents.dqn import IIRDQN, native_bf16
+from spiking_dqn.agents.networks import build_ann
 from spiking_dqn.agents.pipeline import Run, fit_buffer
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
@@ -231,6 +232,15 @@ def test_epsilon_greedy_is_greedy_at_zero_and_explores_each_game_on_its_own():
     actions = EpsilonGreedy(qnet, 0.5, 0).predict(obs)[0]
     assert actions.mean() == pytest.approx(0.25, abs=0.03)  # half explore, half of those pick action 1
     np.testing.assert_array_equal(actions, EpsilonGreedy(qnet, 0.5, 0).predict(obs)[0])  # seeded
+
+
+def test_evaluate_returns_the_scores_in_trial_order_not_in_the_order_the_games_end():
+    torch.manual_seed(1)
+    env = make_env("cartpole", 5, seed=3, training=False)
+    qnet = QNet(env.observation_space, env.action_space, build_ann("mlp", (4,), 2, [8]))
+    scores, rates = pipeline.evaluate(qnet, env, 5, 3, "ann")
+    alone = [pipeline.evaluate(qnet, make_env("cartpole", 1, 3 + i, False), 1, 3 + i, "ann")[0][0] for i in range(5)]
+    assert scores == alone and scores != sorted(scores) and rates is None  # greedy: each game as if played alone
 
 
 def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
