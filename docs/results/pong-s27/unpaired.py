@@ -1,0 +1,62 @@
+"""Differences between rows of stored results.json files with unpaired standard errors, and how far each
+row's stored scores follow the order the games end (a score's correlation with its position) (before the twenty-seventh session `scores` were stored in
+that order, so index-by-index pairing compared ranks, not games).
+
+    python docs/results/pong-s27/unpaired.py
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+ROWS = {  # name -> (results.json relative to docs/results, model, timesteps)
+    "ANN (pong-s22, 100 games)": ("pong-s23/eval-eps0.05/results.json", "ann", None),
+    "T5 hard (pong-s23)": ("pong-s23/eval-eps0.05/results.json", "iir", 5),
+    "T1 hard (pong-s23)": ("pong-s23/eval-eps0.05/results.json", "iir", 1),
+    "T5 soft (pong-s24)": ("pong-s24/eval-eps0.05/results.json", "iir", 5),
+    "T2 soft (pong-s24)": ("pong-s24/eval-eps0.05/results.json", "iir", 2),
+    "T1 soft 10k (pong-s24)": ("pong-s24/eval-eps0.05/results.json", "iir", 1),
+    "T1 soft 20k (pong-s24)": ("pong-s24/t1-20k/eval-eps0.05/results.json", "iir", 1),
+    "T1 soft 50k (pong-s25)": ("pong-s25/t1-50k/eval-eps0.05/results.json", "iir", 1),
+    "T5 soft 50k (pong-s25)": ("pong-s25/t5-50k/last-eval-eps0.05/results.json", "iir", 5),
+    "ANN (pong-s22, 20 games)": ("pong-s23/results.json", "ann", None),
+    "ANN double Q (pong-s26, 20 games)": ("pong-s26/results.json", "ann", None),
+}
+PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
+         ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
+         ("T1 soft 20k (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 20k (pong-s24)", "T1 hard (pong-s23)"),
+         ("T1 soft 20k (pong-s24)", "T1 soft 10k (pong-s24)"), ("T1 soft 50k (pong-s25)", "T1 soft 20k (pong-s24)"),
+         ("T1 soft 50k (pong-s25)", "ANN (pong-s22, 100 games)"), ("T5 soft 50k (pong-s25)", "T5 soft (pong-s24)"),
+         ("T5 soft 50k (pong-s25)", "ANN (pong-s22, 100 games)"),
+         ("ANN double Q (pong-s26, 20 games)", "ANN (pong-s22, 20 games)")]
+
+
+def scores(path: str, model: str, timesteps: int | None) -> list[float]:
+    """The stored per-game scores of one row."""
+    rows = json.loads((HERE / path).read_text())["rows"]
+    return next(r["scores"] for r in rows if r["model"] == model and r.get("timesteps") == timesteps)
+
+
+def mean_var(x: list[float]) -> tuple[float, float]:
+    """Mean and sample variance."""
+    m = sum(x) / len(x)
+    return m, sum((v - m) ** 2 for v in x) / (len(x) - 1)
+
+
+def main() -> None:
+    """Print each row's mean and its scores' correlation with their position, then each difference with its unpaired SE."""
+    data = {name: scores(*spec) for name, spec in ROWS.items()}
+    for name, x in data.items():
+        (m, v), (mi, vi) = mean_var(x), mean_var(list(range(len(x))))
+        r = sum((s - m) * (i - mi) for i, s in enumerate(x)) / ((len(x) - 1) * math.sqrt(v * vi))
+        print(f"{name:36s} n={len(x):3d} mean {m:6.2f}  correlation of score and stored position {r:+.2f}")
+    for a, b in PAIRS:
+        (ma, va), (mb, vb) = mean_var(data[a]), mean_var(data[b])
+        se = math.sqrt(va / len(data[a]) + vb / len(data[b]))
+        print(f"{a} - {b}: {ma - mb:+.2f} ± {se:.2f} (unpaired SE)")
+
+
+if __name__ == "__main__":
+    main()
