@@ -73,6 +73,12 @@ class IIRDQN(DQN):
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "teacher", "_compiled_q_values"]
 
+    def _sample_action(self, learning_starts: int, action_noise: Any = None,
+                       n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """SB3's; a model that has learned before (refilling a replay buffer it came without) plays its own
+        epsilon-greedy policy until learning_starts, not SB3's uniformly random warm-up actions."""
+        return super()._sample_action(0 if self._n_updates > 0 else learning_starts, action_noise, n_envs)
+
     @torch.no_grad()
     def td_target(self, data: ReplayBufferSamples, q_next: torch.Tensor,
                   greedy_next: torch.Tensor | None = None) -> torch.Tensor:

@@ -243,6 +243,26 @@ def test_evaluate_returns_the_scores_in_trial_order_not_in_the_order_the_games_e
     assert scores == alone and scores != sorted(scores) and rates is None  # greedy: each game as if played alone
 
 
+def test_a_model_that_has_learned_refills_its_buffer_with_its_own_policy_not_random_actions():
+    env = make_env("cartpole", seed=0)
+    model = IIRDQN(IIRPolicy, env, learning_starts=10**6, exploration_initial_eps=0.0, exploration_final_eps=0.0,
+                   seed=0, policy_kwargs={"arch": "mlp", "hidden": [8]})
+    model.exploration_rate = 0.0
+    observations = np.random.default_rng(0).normal(size=(50, 1, 4)).astype(np.float32)
+
+    def warm_up_actions() -> list[int]:
+        actions = []
+        for obs in observations:
+            model._last_obs = obs
+            actions.append(int(model._sample_action(model.learning_starts)[0][0]))
+        return actions
+
+    greedy = [int(model.policy.predict(obs, deterministic=True)[0][0]) for obs in observations]
+    assert warm_up_actions() != greedy  # a new model: SB3's random warm-up
+    model._n_updates = 1  # as a loaded model that has learned
+    assert warm_up_actions() == greedy
+
+
 def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
     from spiking_dqn.agents import callbacks
 
