@@ -1,6 +1,7 @@
 """Differences between rows of stored results.json files with unpaired standard errors, and how far each
-row's stored scores follow the order the games end (a score's correlation with its position) (before the twenty-seventh session `scores` were stored in
-that order, so index-by-index pairing compared ranks, not games).
+row's stored scores follow the order the games end (a score's correlation with its position): before the
+twenty-seventh session `scores` were stored in that order, so index-by-index pairing compared ranks, not games.
+Rows stored since then are in seed order and are also compared game by game (paired).
 
     python docs/results/pong-s27/unpaired.py
 """
@@ -24,6 +25,12 @@ ROWS = {  # name -> (results.json relative to docs/results, model, timesteps)
     "ANN (pong-s22, 20 games)": ("pong-s23/results.json", "ann", None),
     "ANN double Q (pong-s26, 20 games)": ("pong-s26/results.json", "ann", None),
 }
+SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
+    "ANN (pong-s22, 100 games, seed order)": ("pong-s27/s22-ann/results.json", "ann", None),
+    "ANN (pong-s22, 20 games, seed order)": ("pong-s27/s22-ann/results-20.json", "ann", None),
+    "ANN expected SARSA (pong-s27, 100 games)": ("pong-s27/esarsa/eval-eps0.05/results.json", "ann", None),
+    "ANN expected SARSA (pong-s27, 20 games)": ("pong-s27/esarsa/results.json", "ann", None),
+}
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T1 soft 20k (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 20k (pong-s24)", "T1 hard (pong-s23)"),
@@ -31,6 +38,8 @@ PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "A
          ("T1 soft 50k (pong-s25)", "ANN (pong-s22, 100 games)"), ("T5 soft 50k (pong-s25)", "T5 soft (pong-s24)"),
          ("T5 soft 50k (pong-s25)", "ANN (pong-s22, 100 games)"),
          ("ANN double Q (pong-s26, 20 games)", "ANN (pong-s22, 20 games)")]
+PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
+          ("ANN expected SARSA (pong-s27, 20 games)", "ANN (pong-s22, 20 games, seed order)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
@@ -46,7 +55,8 @@ def mean_var(x: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    """Print each row's mean and its scores' correlation with their position, then each difference with its unpaired SE."""
+    """Print each row's mean and its scores' correlation with their position, each difference with its unpaired SE,
+    then the seed-ordered rows' differences paired game by game."""
     data = {name: scores(*spec) for name, spec in ROWS.items()}
     for name, x in data.items():
         (m, v), (mi, vi) = mean_var(x), mean_var(list(range(len(x))))
@@ -56,6 +66,14 @@ def main() -> None:
         (ma, va), (mb, vb) = mean_var(data[a]), mean_var(data[b])
         se = math.sqrt(va / len(data[a]) + vb / len(data[b]))
         print(f"{a} - {b}: {ma - mb:+.2f} ± {se:.2f} (unpaired SE)")
+    ordered = {name: scores(*spec) for name, spec in SEED_ORDERED.items()}
+    for a, b in PAIRED:
+        diff = [x - y for x, y in zip(ordered[a], ordered[b], strict=True)]
+        m, v = mean_var(diff)
+        (ma, va), (mb, vb) = mean_var(ordered[a]), mean_var(ordered[b])
+        r = (va + vb - v) / (2 * math.sqrt(va * vb))
+        print(f"{a} - {b}: {m:+.2f} ± {math.sqrt(v / len(diff)):.2f} paired by seed "
+              f"(unpaired ± {math.sqrt(va / len(diff) + vb / len(diff)):.2f}; games correlate at {r:+.2f})")
 
 
 if __name__ == "__main__":
