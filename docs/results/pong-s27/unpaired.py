@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from statistics import correlation, fmean, variance
 
 HERE = Path(__file__).resolve().parent.parent
 ROWS = {  # name -> (results.json relative to docs/results, model, timesteps)
@@ -48,10 +49,9 @@ def scores(path: str, model: str, timesteps: int | None) -> list[float]:
     return next(r["scores"] for r in rows if r["model"] == model and r.get("timesteps") == timesteps)
 
 
-def mean_var(x: list[float]) -> tuple[float, float]:
-    """Mean and sample variance."""
-    m = sum(x) / len(x)
-    return m, sum((v - m) ** 2 for v in x) / (len(x) - 1)
+def se(*rows: list[float]) -> float:
+    """The unpaired standard error of a difference of the rows' means (of one row's mean, given one)."""
+    return math.sqrt(sum(variance(x) / len(x) for x in rows))
 
 
 def main() -> None:
@@ -59,21 +59,15 @@ def main() -> None:
     then the seed-ordered rows' differences paired game by game."""
     data = {name: scores(*spec) for name, spec in ROWS.items()}
     for name, x in data.items():
-        (m, v), (mi, vi) = mean_var(x), mean_var(list(range(len(x))))
-        r = sum((s - m) * (i - mi) for i, s in enumerate(x)) / ((len(x) - 1) * math.sqrt(v * vi))
-        print(f"{name:36s} n={len(x):3d} mean {m:6.2f}  correlation of score and stored position {r:+.2f}")
+        r = correlation(x, list(range(len(x))))
+        print(f"{name:36s} n={len(x):3d} mean {fmean(x):6.2f}  correlation of score and stored position {r:+.2f}")
     for a, b in PAIRS:
-        (ma, va), (mb, vb) = mean_var(data[a]), mean_var(data[b])
-        se = math.sqrt(va / len(data[a]) + vb / len(data[b]))
-        print(f"{a} - {b}: {ma - mb:+.2f} ± {se:.2f} (unpaired SE)")
+        print(f"{a} - {b}: {fmean(data[a]) - fmean(data[b]):+.2f} ± {se(data[a], data[b]):.2f} (unpaired SE)")
     ordered = {name: scores(*spec) for name, spec in SEED_ORDERED.items()}
     for a, b in PAIRED:
         diff = [x - y for x, y in zip(ordered[a], ordered[b], strict=True)]
-        m, v = mean_var(diff)
-        (ma, va), (mb, vb) = mean_var(ordered[a]), mean_var(ordered[b])
-        r = (va + vb - v) / (2 * math.sqrt(va * vb))
-        print(f"{a} - {b}: {m:+.2f} ± {math.sqrt(v / len(diff)):.2f} paired by seed "
-              f"(unpaired ± {math.sqrt(va / len(diff) + vb / len(diff)):.2f}; games correlate at {r:+.2f})")
+        print(f"{a} - {b}: {fmean(diff):+.2f} ± {se(diff):.2f} paired by seed "
+              f"(unpaired ± {se(ordered[a], ordered[b]):.2f}; games correlate at {correlation(ordered[a], ordered[b]):+.2f})")
 
 
 if __name__ == "__main__":
