@@ -1,7 +1,8 @@
 """Differences between rows of stored results.json files with unpaired standard errors, and how far each
 row's stored scores follow the order the games end (a score's correlation with its position): before the
 twenty-seventh session `scores` were stored in that order, so index-by-index pairing compared ranks, not games.
-Rows stored since then are in seed order and are also compared game by game (paired).
+Rows stored since then are in seed order and are also compared game by game (paired); the twenty-eighth session
+added its chain's rows.
 
     python docs/results/pong-s27/unpaired.py
 """
@@ -31,6 +32,8 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "ANN (pong-s22, 20 games, seed order)": ("pong-s27/s22-ann/results-20.json", "ann", None),
     "ANN expected SARSA (pong-s27, 100 games)": ("pong-s27/esarsa/eval-eps0.05/results.json", "ann", None),
     "ANN expected SARSA (pong-s27, 20 games)": ("pong-s27/esarsa/results.json", "ann", None),
+    "T5 refilled by the ANN (pong-s28, 100 games)": ("pong-s28/chain/eval-eps0.05/results.json", "iir", 5),
+    "T1 10k refilled by the ANN (pong-s28, 100 games)": ("pong-s28/chain/eval-eps0.05/results.json", "iir", 1),
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -40,7 +43,10 @@ PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "A
          ("T5 soft 50k (pong-s25)", "ANN (pong-s22, 100 games)"),
          ("ANN double Q (pong-s26, 20 games)", "ANN (pong-s22, 20 games)")]
 PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
-          ("ANN expected SARSA (pong-s27, 20 games)", "ANN (pong-s22, 20 games, seed order)")]
+          ("ANN expected SARSA (pong-s27, 20 games)", "ANN (pong-s22, 20 games, seed order)"),
+          ("T5 refilled by the ANN (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
+          ("T1 10k refilled by the ANN (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
+          ("T1 10k refilled by the ANN (pong-s28, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
