@@ -78,16 +78,20 @@ class KeepBest(BaseCallback):
             self.validate()
 
     def validate(self) -> float:
-        """Play the validation episodes; save the weights if they score at least the best so far; the score."""
+        """Play the validation episodes; save the weights if they score at least the best so far; print a line; the
+        score."""
         self.env.seed(self.seed)  # the same starting states and, below, the same random draws every time
         policy = EpsilonGreedy(self.model.policy, self.epsilon, self.seed)
         returns, _ = evaluate_policy(policy, self.env, n_eval_episodes=self.episodes, return_episode_rewards=True)
         score = sum(returns) / len(returns)
         self.logger.record("select/mean_reward", score)
         self.logger.dump(self.num_timesteps)  # as EvalCallback: a validation that ends the phase is logged too
-        if score >= self.best:
+        kept = score >= self.best
+        if kept:
             self.best = score
             atomic_save(self.path, lambda p: torch.save({"score": score, "state": self.model.policy.state_dict()}, p))
+        print(f"validation ({self.path.name}) at {self.num_timesteps} env steps: {score:.2f} over {len(returns)} games"
+              f"{', kept' if kept else ''}; best {self.best:.2f}", flush=True)  # as EvalCallback's verbose line
         return score
 
     def restore(self, policy: torch.nn.Module) -> None:

@@ -263,7 +263,7 @@ def test_a_model_that_has_learned_refills_its_buffer_with_its_own_policy_not_ran
     assert warm_up_actions() == greedy
 
 
-def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch):
+def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_path, monkeypatch, capsys):
     from spiking_dqn.agents import callbacks
 
     env = make_env("cartpole", seed=0)
@@ -279,6 +279,9 @@ def test_keep_best_restores_the_best_validated_weights_and_survives_restart(tmp_
     keep = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt")
     model.learn(250, callback=keep)  # validations at the start, after 100 and 200 steps, and at the end
     assert len(seen) == 4 and keep.best == 7.0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "validation (best.pt) at 100 env steps: 7.00 over 1 games, kept; best 7.00"
+    assert lines[2] == "validation (best.pt) at 200 env steps: 5.00 over 1 games; best 7.00"
     keep.restore(model.policy)
     for k, v in model.policy.state_dict().items():
         torch.testing.assert_close(v, seen[1][k])
