@@ -34,6 +34,8 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "ANN expected SARSA (pong-s27, 20 games)": ("pong-s27/esarsa/results.json", "ann", None),
     "T5 refilled by the ANN (pong-s28, 100 games)": ("pong-s28/chain/eval-eps0.05/results.json", "iir", 5),
     "T1 10k refilled by the ANN (pong-s28, 100 games)": ("pong-s28/chain/eval-eps0.05/results.json", "iir", 1),
+    "ANN Adam 2.5e-5 (pong-s28, 20 games)": ("pong-s28/ann-lr25/results.json", "ann", None),
+    "ANN Adam 2.5e-5 (pong-s28, 100 games)": ("pong-s28/ann-lr25/eval-eps0.05/results.json", "ann", None),
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -46,7 +48,9 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
           ("ANN expected SARSA (pong-s27, 20 games)", "ANN (pong-s22, 20 games, seed order)"),
           ("T5 refilled by the ANN (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
           ("T1 10k refilled by the ANN (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
-          ("T1 10k refilled by the ANN (pong-s28, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)")]
+          ("T1 10k refilled by the ANN (pong-s28, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)"),
+          ("ANN Adam 2.5e-5 (pong-s28, 20 games)", "ANN (pong-s22, 20 games, seed order)"),
+          ("ANN Adam 2.5e-5 (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
