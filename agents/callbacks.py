@@ -49,7 +49,8 @@ class Checkpoint(BaseCallback):
 
 
 class KeepBest(BaseCallback):
-    """Validate the (epsilon-)greedy policy at the start, every `every` env steps and at the end; keep the best weights
+    """Validate the (epsilon-)greedy policy at the start, every `every` env steps and at the end (unless a
+    validation stopped it); keep the best weights
     (ties to the later) in `path`, where a resumed phase finds them; stop the phase once a validation scores at
     least `stop` (None: never): SB3's EvalCallback and StopTrainingOnRewardThreshold, plus the start."""
 
@@ -74,7 +75,7 @@ class KeepBest(BaseCallback):
         return not self.reached
 
     def _on_training_end(self) -> None:
-        if self.n_calls % self.every != 0:
+        if self.n_calls % self.every != 0 and not self.reached:  # a stop was a validation: its weights are kept
             self.validate()
 
     def validate(self) -> float:

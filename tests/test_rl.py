@@ -301,6 +301,8 @@ def test_keep_best_stops_the_phase_at_the_stop_reward_and_a_resume_stops_at_once
     assert model.num_timesteps == 200 and keep.best == 6.0 and keep.reached
     resumed = callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.0)
     assert resumed.reached and not callbacks.KeepBest(env, 1, 100, tmp_path / "best.pt", stop=6.5).reached
+    model.learn(1000, callback=resumed, reset_num_timesteps=False)  # the start validates (9) and stops: no other
+    assert model.num_timesteps == 201 and resumed.best == 9.0 and next(scores, None) is None
 
 
 def test_keep_best_validates_the_same_weights_to_the_same_score(tmp_path):
