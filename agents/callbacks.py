@@ -49,10 +49,10 @@ class Checkpoint(BaseCallback):
 
 
 class KeepBest(BaseCallback):
-    """Validate the (epsilon-)greedy policy at the start, every `every` env steps and at the end (unless a
-    validation stopped it); keep the best weights
-    (ties to the later) in `path`, where a resumed phase finds them; stop the phase once a validation scores at
-    least `stop` (None: never): SB3's EvalCallback and StopTrainingOnRewardThreshold, plus the start."""
+    """Validate the (epsilon-)greedy policy at the start, every `every` env steps and at the end (unless a validation
+    stopped the phase); keep the best weights (ties to the later) in `path`, where a resumed phase finds them; stop the
+    phase once a validation scores at least `stop` (None: never): SB3's EvalCallback and
+    StopTrainingOnRewardThreshold, plus the start."""
 
     def __init__(self, env: VecEnv, episodes: int, every: int, path: Path, stop: float | None = None,
                  epsilon: float = 0.0, seed: int = 0) -> None:
