@@ -1,8 +1,8 @@
 """Differences between rows of stored results.json files with unpaired standard errors, and how far each
 row's stored scores follow the order the games end (a score's correlation with its position): before the
 twenty-seventh session `scores` were stored in that order, so index-by-index pairing compared ranks, not games.
-Rows stored since then are in seed order and are also compared game by game (paired); the twenty-eighth session
-added its chain's rows.
+Rows stored since then are in seed order and are also compared game by game (paired); the twenty-eighth and
+twenty-ninth sessions added their chains' rows.
 
     python docs/results/pong-s27/unpaired.py
 """
@@ -36,6 +36,8 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "T1 10k refilled by the ANN (pong-s28, 100 games)": ("pong-s28/chain/eval-eps0.05/results.json", "iir", 1),
     "ANN Adam 2.5e-5 (pong-s28, 20 games)": ("pong-s28/ann-lr25/results.json", "ann", None),
     "ANN Adam 2.5e-5 (pong-s28, 100 games)": ("pong-s28/ann-lr25/eval-eps0.05/results.json", "ann", None),
+    **{f"T{t} of the 2.5e-5 ANN (pong-s29, 100 games)": ("pong-s28/chain-lr25/eval-eps0.05/results.json", "iir", t)
+       for t in (5, 4, 3, 2, 1)},
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -50,7 +52,12 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
           ("T1 10k refilled by the ANN (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
           ("T1 10k refilled by the ANN (pong-s28, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)"),
           ("ANN Adam 2.5e-5 (pong-s28, 20 games)", "ANN (pong-s22, 20 games, seed order)"),
-          ("ANN Adam 2.5e-5 (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)")]
+          ("ANN Adam 2.5e-5 (pong-s28, 100 games)", "ANN (pong-s22, 100 games, seed order)"),
+          *((f"T{t} of the 2.5e-5 ANN (pong-s29, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)")
+            for t in (5, 4, 3, 2, 1)),
+          ("T1 of the 2.5e-5 ANN (pong-s29, 100 games)", "T2 of the 2.5e-5 ANN (pong-s29, 100 games)"),
+          ("T5 of the 2.5e-5 ANN (pong-s29, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)"),
+          ("T1 of the 2.5e-5 ANN (pong-s29, 100 games)", "T1 10k refilled by the ANN (pong-s28, 100 games)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
