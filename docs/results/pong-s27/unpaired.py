@@ -38,6 +38,10 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "ANN Adam 2.5e-5 (pong-s28, 100 games)": ("pong-s28/ann-lr25/eval-eps0.05/results.json", "ann", None),
     **{f"T{t} of the 2.5e-5 ANN (pong-s29, 100 games)": ("pong-s28/chain-lr25/eval-eps0.05/results.json", "iir", t)
        for t in (5, 4, 3, 2, 1)},
+    "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)": ("pong-s29/t1-20k/eval-eps0.05/results.json", "iir", 1),
+    "T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)": ("pong-s29/t1-20k/results.json", "iir", 1),
+    "T1 of the 2.5e-5 ANN (pong-s29, 20 games)": ("pong-s28/chain-lr25/results.json", "iir", 1),
+    "ANN Adam 2.5e-5 (pong-s28, 20 games, its chain)": ("pong-s28/chain-lr25/results.json", "ann", None),
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -57,7 +61,12 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
             for t in (5, 4, 3, 2, 1)),
           ("T1 of the 2.5e-5 ANN (pong-s29, 100 games)", "T2 of the 2.5e-5 ANN (pong-s29, 100 games)"),
           ("T5 of the 2.5e-5 ANN (pong-s29, 100 games)", "T5 refilled by the ANN (pong-s28, 100 games)"),
-          ("T1 of the 2.5e-5 ANN (pong-s29, 100 games)", "T1 10k refilled by the ANN (pong-s28, 100 games)")]
+          ("T1 of the 2.5e-5 ANN (pong-s29, 100 games)", "T1 10k refilled by the ANN (pong-s28, 100 games)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)", "T1 of the 2.5e-5 ANN (pong-s29, 100 games)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)", "T2 of the 2.5e-5 ANN (pong-s29, 100 games)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)", "T1 of the 2.5e-5 ANN (pong-s29, 20 games)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)", "ANN Adam 2.5e-5 (pong-s28, 20 games, its chain)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
