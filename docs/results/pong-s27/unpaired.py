@@ -41,11 +41,9 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)": ("pong-s29/t1-20k/eval-eps0.05/results.json", "iir", 1),
     "T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)": ("pong-s29/t1-20k/results.json", "iir", 1),
     "T1 of the 2.5e-5 ANN (pong-s29, 20 games)": ("pong-s28/chain-lr25/results.json", "iir", 1),
-    "ANN Adam 2.5e-5 (pong-s28, 20 games, its chain)": ("pong-s28/chain-lr25/results.json", "ann", None),
     "converted T100 of the 2.5e-5 ANN, power 0.5 (pong-s28)": ("pong-s28/chain-lr25/results.json", "converted", 100),
     "converted T100 of the 2.5e-5 ANN, power 1 (pong-s29)": ("pong-s29/converted-eq1-lr25/results.json", "converted",
                                                             100),
-    "ANN (pong-s22, 20 games, pong-s27-chain)": ("pong-s28/chain/results.json", "ann", None),
     "converted T100 of pong-s22, power 0.5 (pong-s27-chain)": ("pong-s28/chain/results.json", "converted", 100),
     "converted T100 of pong-s22, power 1 (pong-s29)": ("pong-s29/converted-eq1-s22/results.json", "converted", 100),
 }
@@ -72,11 +70,11 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
           ("T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)", "T1 of the 2.5e-5 ANN (pong-s29, 100 games)"),
           ("T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)", "T2 of the 2.5e-5 ANN (pong-s29, 100 games)"),
           ("T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)", "T1 of the 2.5e-5 ANN (pong-s29, 20 games)"),
-          ("T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)", "ANN Adam 2.5e-5 (pong-s28, 20 games, its chain)"),
-          ("converted T100 of the 2.5e-5 ANN, power 1 (pong-s29)", "ANN Adam 2.5e-5 (pong-s28, 20 games, its chain)"),
+          ("T1 20k of the 2.5e-5 ANN (pong-s29, 20 games)", "ANN Adam 2.5e-5 (pong-s28, 20 games)"),
+          ("converted T100 of the 2.5e-5 ANN, power 1 (pong-s29)", "ANN Adam 2.5e-5 (pong-s28, 20 games)"),
           ("converted T100 of the 2.5e-5 ANN, power 1 (pong-s29)",
            "converted T100 of the 2.5e-5 ANN, power 0.5 (pong-s28)"),
-          ("converted T100 of pong-s22, power 1 (pong-s29)", "ANN (pong-s22, 20 games, pong-s27-chain)"),
+          ("converted T100 of pong-s22, power 1 (pong-s29)", "ANN (pong-s22, 20 games, seed order)"),
           ("converted T100 of pong-s22, power 1 (pong-s29)", "converted T100 of pong-s22, power 0.5 (pong-s27-chain)")]
 
 
