@@ -2,7 +2,7 @@
 row's stored scores follow the order the games end (a score's correlation with its position): before the
 twenty-seventh session `scores` were stored in that order, so index-by-index pairing compared ranks, not games.
 Rows stored since then are in seed order and are also compared game by game (paired); the twenty-eighth to
-thirtieth sessions added their chains' rows.
+thirty-first sessions added their chains' rows.
 
     python docs/results/pong-s27/unpaired.py
 """
@@ -48,7 +48,10 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
     "converted T100 of pong-s22, power 1 (pong-s29)": ("pong-s29/converted-eq1-s22/results.json", "converted", 100),
     "ANN of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "ann", None),
     "converted T100 of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "converted", 100),
-    **{f"T{t} of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "iir", t) for t in (5, 4, 3)},
+    **{f"T{t} of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "iir", t)
+       for t in (5, 4, 3, 2, 1)},
+    **{f"T{t} of the one-command chain (pong-s30, 100 games)": ("pong-s30/preset/eval-eps0.05/results.json", "iir", t)
+       for t in (5, 4, 3, 2, 1)},
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -80,7 +83,11 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
           ("converted T100 of pong-s22, power 1 (pong-s29)", "ANN (pong-s22, 20 games, seed order)"),
           ("converted T100 of pong-s22, power 1 (pong-s29)", "converted T100 of pong-s22, power 0.5 (pong-s27-chain)"),
           *((f"{row} of the one-command chain (pong-s30)", "ANN of the one-command chain (pong-s30)")
-            for row in ("converted T100", "T5", "T4", "T3"))]
+            for row in ("converted T100", "T5", "T4", "T3", "T2", "T1")),
+          *((f"T{t} of the one-command chain (pong-s30, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)")
+            for t in (5, 4, 3, 2, 1)),
+          ("T1 of the one-command chain (pong-s30, 100 games)", "T2 of the one-command chain (pong-s30, 100 games)"),
+          ("T1 of the one-command chain (pong-s30, 100 games)", "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
