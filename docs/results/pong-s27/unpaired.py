@@ -46,7 +46,6 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
                                                             100),
     "converted T100 of pong-s22, power 0.5 (pong-s27-chain)": ("pong-s28/chain/results.json", "converted", 100),
     "converted T100 of pong-s22, power 1 (pong-s29)": ("pong-s29/converted-eq1-s22/results.json", "converted", 100),
-    "ANN of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "ann", None),
     "converted T100 of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "converted", 100),
     **{f"T{t} of the one-command chain (pong-s30)": ("pong-s30/preset/results.json", "iir", t)
        for t in (5, 4, 3, 2, 1)},
@@ -82,7 +81,7 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
            "converted T100 of the 2.5e-5 ANN, power 0.5 (pong-s28)"),
           ("converted T100 of pong-s22, power 1 (pong-s29)", "ANN (pong-s22, 20 games, seed order)"),
           ("converted T100 of pong-s22, power 1 (pong-s29)", "converted T100 of pong-s22, power 0.5 (pong-s27-chain)"),
-          *((f"{row} of the one-command chain (pong-s30)", "ANN of the one-command chain (pong-s30)")
+          *((f"{row} of the one-command chain (pong-s30)", "ANN Adam 2.5e-5 (pong-s28, 20 games)")
             for row in ("converted T100", "T5", "T4", "T3", "T2", "T1")),
           *((f"T{t} of the one-command chain (pong-s30, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)")
             for t in (5, 4, 3, 2, 1)),
