@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from spiking_dqn.agents.buffers import buffer_class, relayout, stores_channels_last
 from spiking_dqn.agents.callbacks import Checkpoint, KeepBest, SpikeLogger
 from spiking_dqn.agents.dqn import IIRDQN, native_bf16
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
-from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
@@ -51,7 +52,8 @@ def continue_ann(source: Path, out: Path) -> None:
 
 def fit_buffer(model: IIRDQN) -> None:
     """Move a loaded replay buffer's transitions into the kind of buffer the model's settings ask for (n-step or
-    not, memory-optimised or not), sharing the arrays; no-op when it already is that kind."""
+    not, memory-optimised or not, images stored channels-last or not), sharing the arrays where their layout is the
+    same; no-op when it already is that kind."""
     old = model.replay_buffer
     assert old is not None
     kwargs = model.replay_buffer_kwargs
@@ -61,20 +63,23 @@ def fit_buffer(model: IIRDQN) -> None:
     new = model.replay_buffer_class(model.buffer_size, model.observation_space, model.action_space,
                                     device=model.device, n_envs=model.n_envs,
                                     optimize_memory_usage=model.optimize_memory_usage, **kwargs)
-    if new.observations.shape != old.observations.shape:
+    if new.observations.size != old.observations.size:
         raise ConfigError(f"the saved replay buffer holds {old.buffer_size * old.n_envs} transitions, "
                           f"not ann.buffer_size {model.buffer_size}")
-    for name in ("observations", "actions", "rewards", "dones", "timeouts"):
+    to_channels_last = stores_channels_last(new)
+    moved = (lambda a: a) if to_channels_last == stores_channels_last(old) else (lambda a: relayout(a, to_channels_last))
+    new.observations = moved(old.observations)
+    for name in ("actions", "rewards", "dones", "timeouts"):
         setattr(new, name, getattr(old, name))
     new.pos, new.full = old.pos, old.full
     if not new.optimize_memory_usage and old.optimize_memory_usage:  # next observation i is observation i + 1
         # (the oldest transition, at pos, lost its observation to the newest next one: replaced at the next step)
-        new.next_observations[:-1] = old.observations[1:]
-        new.next_observations[-1] = old.observations[0]
+        new.next_observations[:-1] = new.observations[1:]
+        new.next_observations[-1] = new.observations[0]
     elif not new.optimize_memory_usage:
-        new.next_observations = old.next_observations
+        new.next_observations = moved(old.next_observations)
     elif not old.optimize_memory_usage and old.size():  # memory-optimised: the newest next observation at pos
-        new.observations[new.pos] = old.next_observations[new.pos - 1]
+        new.observations[new.pos] = moved(old.next_observations[new.pos - 1][None])[0]
     model.replay_buffer = new
 
 
@@ -91,7 +96,7 @@ def dqn_kwargs(cfg: dict, section: dict, spiking: bool) -> dict[str, Any]:
     common.update(gamma=ann["gamma"], buffer_size=ann["buffer_size"],
                   bf16=native_bf16(cfg["device"]) if ann["bf16"] == "auto" else ann["bf16"], compile=ann["compile"],
                   optimize_memory_usage=ann["optimize_memory_usage"], channels_last=ann["channels_last"],
-                  replay_buffer_class=NStepReplayBuffer if ann["n_steps"] > 1 else ReplayBuffer,
+                  replay_buffer_class=buffer_class(ann["n_steps"], ann["channels_last"]),
                   replay_buffer_kwargs=buffer_kwargs)
     if spiking:
         eps = section["exploration_eps"]

@@ -1,12 +1,14 @@
 """Pong DQN training throughput (env steps/s while learning): stock SB3 DQN("CnnPolicy") vs spiking-dqn's
 ANN path (IIRDQN + Nature-DQN with fused Adam, channels_last, bfloat16 autocast where the CPU computes it
-natively, as `bf16: auto`, and the Q-value forwards under torch.compile, as `compile: true`), both with the
-`pong` preset's ANN hyperparameters (its replay buffer and n-step targets included); optionally the same ANN
-path without torch.compile, and the spiking T5 stage (the preset's SNN settings, without a teacher). The models
+natively, as `bf16: auto`, and the Q-value forwards under torch.compile, as `compile: true`, and its replay buffer
+storing frames channels-last), both with the `pong` preset's ANN hyperparameters (its replay buffer size and n-step
+targets included); optionally the same ANN path without torch.compile or with SB3's own (channels-first) replay
+buffer, and the spiking T5 stage (the preset's SNN settings, without a teacher). The models
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
 Prints the rates and the ratios to stock.
 
-    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--device cpu|cuda]
+    python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--sb3-buffer]
+        [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import time
 
 import torch
+from spiking_dqn.agents.buffers import buffer_class
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy
@@ -45,11 +48,14 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--snn", action="store_true", help="also time the spiking T5 stage")
     p.add_argument("--eager", action="store_true", help="also time the ANN path without torch.compile")
+    p.add_argument("--sb3-buffer", action="store_true",
+                   help="also time the ANN path with SB3's replay buffer (frames stored channels-first)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both models learn")
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
     stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "double_q", "bf16", "compile")}
+    stock["replay_buffer_class"] = sb3_buffer = buffer_class(cfg["ann"]["n_steps"], channels_last=False)
     bf16 = ann["bf16"]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
@@ -63,6 +69,9 @@ def main() -> None:
     if args.eager:
         models[f"spiking-dqn ANN ({options}, eager)"] = IIRDQN(IIRPolicy, make_env("pong"), **where,
                                                               **{**ann, "compile": False})
+    if args.sb3_buffer:
+        models[f"spiking-dqn ANN ({options}, SB3's buffer)"] = IIRDQN(IIRPolicy, make_env("pong"), **where,
+                                                                     **{**ann, "replay_buffer_class": sb3_buffer})
     if args.snn:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5

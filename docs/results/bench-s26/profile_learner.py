@@ -3,6 +3,7 @@ import pstats
 import sys
 import time
 
+from spiking_dqn.agents.buffers import buffer_class
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy
@@ -15,7 +16,8 @@ cfg = {**load_preset("pong"), "device": "cpu"}
 ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
 which = sys.argv[1]
 if which == "stock":
-    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "bf16", "compile")}
+    stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "double_q", "bf16", "compile")}
+    stock["replay_buffer_class"] = buffer_class(cfg["ann"]["n_steps"], channels_last=False)  # SB3's own
     m = DQN("CnnPolicy", make_env("pong"), seed=0, device="cpu", **stock)
 else:
     if which == "eager": ann["compile"] = False
