@@ -51,6 +51,8 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
        for t in (5, 4, 3, 2, 1)},
     **{f"T{t} of the one-command chain (pong-s30, 100 games)": ("pong-s30/preset/eval-eps0.05/results.json", "iir", t)
        for t in (5, 4, 3, 2, 1)},
+    "T1 with 20-game validations (pong-s32)": ("pong-s32/t1-v20/results.json", "iir", 1),
+    "T1 with 20-game validations (pong-s32, 100 games)": ("pong-s32/t1-v20/eval-eps0.05/results.json", "iir", 1),
 }
 PAIRS = [("T5 soft (pong-s24)", "T5 hard (pong-s23)"), ("T5 soft (pong-s24)", "ANN (pong-s22, 100 games)"),
          ("T2 soft (pong-s24)", "ANN (pong-s22, 100 games)"), ("T1 soft 10k (pong-s24)", "ANN (pong-s22, 100 games)"),
@@ -86,7 +88,11 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
           *((f"T{t} of the one-command chain (pong-s30, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)")
             for t in (5, 4, 3, 2, 1)),
           ("T1 of the one-command chain (pong-s30, 100 games)", "T2 of the one-command chain (pong-s30, 100 games)"),
-          ("T1 of the one-command chain (pong-s30, 100 games)", "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)")]
+          ("T1 of the one-command chain (pong-s30, 100 games)", "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)"),
+          ("T1 with 20-game validations (pong-s32)", "ANN Adam 2.5e-5 (pong-s28, 20 games)"),
+          ("T1 with 20-game validations (pong-s32)", "T1 of the one-command chain (pong-s30)"),
+          ("T1 with 20-game validations (pong-s32, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)"),
+          ("T1 with 20-game validations (pong-s32, 100 games)", "T1 of the one-command chain (pong-s30, 100 games)")]
 
 
 def scores(path: str, model: str, timesteps: int | None) -> list[float]:
