@@ -3,20 +3,17 @@ import json
 import signal
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from gymnasium import spaces
 from spiking_dqn.agents import pipeline
 from spiking_dqn.agents.dqn import IIRDQN, native_bf16
 from spiking_dqn.agents.networks import build_ann
-from spiking_dqn.agents.pipeline import Run, fit_buffer
+from spiking_dqn.agents.pipeline import Run
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
-from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl
@@ -25,7 +22,7 @@ from stable_baselines3.common.utils import polyak_update
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spiking_dqn.cli import main
-from spiking_dqn.config import ConfigError, apply_sets, load_preset, merge, read_config
+from spiking_dqn.config import apply_sets, load_preset, merge, read_config
 from spiking_dqn.convert import convert
 
 TINY = ["--set", "ann.steps=600", "--set", "ann.learning_starts=100", "--set", "ann.train_freq=50",
@@ -315,41 +312,6 @@ def test_keep_best_validates_the_same_weights_to_the_same_score(tmp_path):
     keep.init_callback(model)
     first = keep.validate()
     assert [keep.validate() for _ in range(3)] == [first] * 3  # same starting states, same random actions
-
-
-def _refit(buffer, cls, memory_optimised, **kwargs):
-    model = SimpleNamespace(replay_buffer=buffer, replay_buffer_class=cls, optimize_memory_usage=memory_optimised,
-                            replay_buffer_kwargs={"handle_timeout_termination": not memory_optimised, **kwargs},
-                            buffer_size=20, observation_space=buffer.observation_space,
-                            action_space=buffer.action_space, device="cpu", n_envs=1)
-    fit_buffer(model)
-    return model.replay_buffer
-
-
-def test_fit_buffer_turns_a_memory_optimised_buffer_into_an_n_step_one_and_back():
-    obs_space, act_space = spaces.Box(0, 100, (2,), np.float32), spaces.Discrete(2)
-    old = ReplayBuffer(20, obs_space, act_space, optimize_memory_usage=True, handle_timeout_termination=False)
-    for t in range(30):  # wraps: the newest 20 transitions remain, an episode ends after t=22
-        obs = np.full((1, 2), t, np.float32)
-        old.add(obs, obs + 1, np.array([[t % 2]]), np.array([float(t)]), np.array([t == 22]), [{}])
-    inds = np.array([i for i in range(20) if i != old.pos])  # a memory-optimised buffer never samples pos
-    want = old._get_samples(inds)
-    plain = _refit(old, ReplayBuffer, False)
-    assert type(plain) is ReplayBuffer and plain.pos == old.pos and plain.full
-    got = plain._get_samples(inds)
-    for name in ("observations", "actions", "next_observations", "rewards", "dones"):
-        assert torch.equal(getattr(got, name), getattr(want, name)), name
-    nstep = _refit(plain, NStepReplayBuffer, False, n_steps=3, gamma=0.5)
-    sample = nstep._get_samples(np.array([5, 0]))  # t=25 (three steps on), t=20 (its episode ends at t=22)
-    assert sample.rewards.flatten().tolist() == [25 + 0.5 * 26 + 0.25 * 27, 20 + 0.5 * 21 + 0.25 * 22]
-    assert sample.next_observations[:, 0].tolist() == [28, 23] and sample.dones.flatten().tolist() == [0, 1]
-    back = _refit(nstep, ReplayBuffer, True)
-    assert back.optimize_memory_usage and torch.equal(back._get_samples(inds).next_observations,
-                                                      want.next_observations)
-    assert _refit(back, ReplayBuffer, True) is back
-    small = ReplayBuffer(10, obs_space, act_space, optimize_memory_usage=True, handle_timeout_termination=False)
-    with pytest.raises(ConfigError, match="holds 10 transitions, not ann.buffer_size 20"):
-        _refit(small, ReplayBuffer, False)
 
 
 def _train(args, tmp_path, name="run"):
