@@ -51,6 +51,8 @@ SEED_ORDERED = {  # rows stored in seed order (twenty-seventh session on)
        for t in (5, 4, 3, 2, 1)},
     **{f"T{t} of the one-command chain (pong-s30, 100 games)": ("pong-s30/preset/eval-eps0.05/results.json", "iir", t)
        for t in (5, 4, 3, 2, 1)},
+    "converted T100 of the one-command chain (pong-s30, 100 games)": ("pong-s30/preset/eval-eps0.05/results.json",
+                                                                       "converted", 100),
     "T1 with 20-game validations (pong-s32)": ("pong-s32/t1-v20/results.json", "iir", 1),
     "T1 with 20-game validations (pong-s32, 100 games)": ("pong-s32/t1-v20/eval-eps0.05/results.json", "iir", 1),
 }
@@ -89,6 +91,7 @@ PAIRED = [("ANN expected SARSA (pong-s27, 100 games)", "ANN (pong-s22, 100 games
             for t in (5, 4, 3, 2, 1)),
           ("T1 of the one-command chain (pong-s30, 100 games)", "T2 of the one-command chain (pong-s30, 100 games)"),
           ("T1 of the one-command chain (pong-s30, 100 games)", "T1 20k of the 2.5e-5 ANN (pong-s29, 100 games)"),
+          ("converted T100 of the one-command chain (pong-s30, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)"),
           ("T1 with 20-game validations (pong-s32)", "ANN Adam 2.5e-5 (pong-s28, 20 games)"),
           ("T1 with 20-game validations (pong-s32)", "T1 of the one-command chain (pong-s30)"),
           ("T1 with 20-game validations (pong-s32, 100 games)", "ANN Adam 2.5e-5 (pong-s28, 100 games)"),
