@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -30,6 +31,11 @@ class ChannelsLastReplayBuffer(ReplayBuffer):
         if self.channels_last:
             obs, next_obs = obs.transpose(0, 2, 3, 1), next_obs.transpose(0, 2, 3, 1)
         super().add(obs, next_obs, *args, **kwargs)
+
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:
+        """The array as a tensor on the buffer's device, without SB3's copy on a CPU: every array the sampling hands
+        over is a new one of its own (gathered by index or computed), so no stored transition is shared."""
+        return torch.as_tensor(array, device=self.device)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         data = super()._get_samples(batch_inds, env)

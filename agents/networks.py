@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("mlp", "paper-conv", "nature")
@@ -38,3 +39,25 @@ def build_ann(arch: str, obs_shape: Sequence[int], n_actions: int, hidden: Seque
         return nn.Sequential(*features, nn.Linear(_flat_size(features, obs_shape), 512), nn.ReLU(),
                              nn.Linear(512, n_actions))
     raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+
+
+@torch.no_grad()
+def infer(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net(x)` without autograd, its convolutions, linear layers and flattens called as their functional ops and a
+    ReLU after one of them applied in place: the same numbers, with a batch-1 Nature-DQN decision about 3 % faster in
+    a Pong learning loop on a 2-core CPU (module calls and a new tensor per ReLU are much of a decision there:
+    pong.md, thirty-third session)."""
+    owned = False  # whether x is a tensor made here (never the caller's input)
+    for layer in net:
+        if type(layer) is nn.Conv2d and layer.padding_mode == "zeros":
+            x, owned = F.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation,
+                                layer.groups), True
+        elif type(layer) is nn.Linear:
+            x, owned = F.linear(x, layer.weight, layer.bias), True
+        elif type(layer) is nn.ReLU:
+            x = x.relu_() if owned else x.relu()
+        elif type(layer) is nn.Flatten:
+            x = x.flatten(layer.start_dim, layer.end_dim)
+        else:
+            x, owned = layer(x), False
+    return x

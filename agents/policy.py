@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from spiking_dqn.agents.networks import build_ann
+from spiking_dqn.agents.networks import build_ann, infer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.dqn.policies import DQNPolicy
@@ -39,7 +39,9 @@ class QNet(BasePolicy):
         return self.net(self.preprocess(obs))
 
     def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        return self(observation).argmax(dim=1).reshape(-1)
+        x = self.preprocess(observation)
+        q = infer(self.net, x) if isinstance(self.net, nn.Sequential) else self.net(x)
+        return q.argmax(dim=1).reshape(-1)
 
 
 class EpsilonGreedy:

@@ -5,16 +5,21 @@ storing frames channels-last), both with the `pong` preset's ANN hyperparameters
 targets included); optionally the same ANN path without torch.compile or with SB3's own (channels-first) replay
 buffer, and the spiking T5 stage (the preset's SNN settings, without a teacher). The models
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
+Before timing, each replay buffer's slots for the timed steps are written once, as every slot is after a run's
+first pass through its buffer (100k of its 2M env steps): a first write to fresh memory costs both learners the same
+(on a 2-core VM, about 15 ms per 2 MB huge page numpy asks for, 0.3-0.4 ms per env step; pong.md, thirty-third
+session) and is not what a run spends its time on; `--fresh-pages` times them on fresh memory instead.
 Prints the rates and the ratios to stock.
 
     python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--sb3-buffer]
-        [--device cpu|cuda]
+        [--fresh-pages] [--device cpu|cuda]
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+import numpy as np
 import torch
 from spiking_dqn.agents.buffers import buffer_class
 from spiking_dqn.agents.dqn import IIRDQN
@@ -22,15 +27,29 @@ from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
 from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
 
 from spiking_dqn.config import load_preset
 
 
-def rates(models: dict[str, DQN], warmup: int, steps: int, chunk: int) -> dict[str, float]:
+def touch(buffer: ReplayBuffer, steps: int) -> None:
+    """Write the buffer's slots for its next `steps` transitions once (they are not sampled before they are added)."""
+    if buffer.full:
+        return
+    end = min(buffer.pos + steps + 1, buffer.buffer_size)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        array = getattr(buffer, name, None)
+        if isinstance(array, np.ndarray):
+            array[buffer.pos:end] = 0
+
+
+def rates(models: dict[str, DQN], warmup: int, steps: int, chunk: int, fresh_pages: bool = False) -> dict[str, float]:
     """Env steps per second of each model over `steps` learning steps taken in alternating chunks."""
     for model in models.values():
         model.learning_starts = warmup // 2
         model.learn(warmup)
+        if not fresh_pages:
+            touch(model.replay_buffer, steps)
     spent = dict.fromkeys(models, 0.0)
     for _ in range(steps // chunk):
         for name, model in models.items():
@@ -50,6 +69,8 @@ def main() -> None:
     p.add_argument("--eager", action="store_true", help="also time the ANN path without torch.compile")
     p.add_argument("--sb3-buffer", action="store_true",
                    help="also time the ANN path with SB3's replay buffer (frames stored channels-first)")
+    p.add_argument("--fresh-pages", action="store_true",
+                   help="time the steps on replay-buffer memory not written before (a run's first pass)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both models learn")
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
@@ -60,7 +81,7 @@ def main() -> None:
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
           f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}, "
-          f"torch.compile: {ann['compile']}")
+          f"torch.compile: {ann['compile']}, buffer pages {'fresh' if args.fresh_pages else 'written before timing'}")
     where = {"seed": 0, "device": args.device}
     options = "fused, NHWC" + (", bf16" if bf16 else "")
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
@@ -76,7 +97,7 @@ def main() -> None:
         snn = dqn_kwargs(cfg, cfg["snn"], spiking=True)
         snn["policy_kwargs"]["timesteps"] = 5
         models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), **where, **snn)
-    result = rates(models, args.warmup, args.steps, args.chunk)
+    result = rates(models, args.warmup, args.steps, args.chunk, args.fresh_pages)
     base = result["stock SB3 DQN(CnnPolicy)"]
     for name, value in result.items():
         print(f"{name:48s} {value:7.1f} env steps/s   ratio {value / base:.2f}x")

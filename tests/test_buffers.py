@@ -38,7 +38,7 @@ def _assert_same_samples(got, want, inds):
 
 
 @pytest.mark.parametrize("sb3, ours, kwargs", KINDS)
-def test_channels_last_buffers_sample_what_sb3_samples_as_nhwc_memory(sb3, ours, kwargs):
+def test_channels_last_buffers_sample_what_sb3_samples_as_nhwc_memory_of_their_own(sb3, ours, kwargs):
     want, got = _filled(sb3, **kwargs), _filled(ours, **kwargs)
     assert got.observations.shape == (20, 1, 6, 5, 4)
     inds = np.array([i for i in range(20) if i != got.pos])  # a memory-optimised buffer never samples pos
@@ -46,6 +46,10 @@ def test_channels_last_buffers_sample_what_sb3_samples_as_nhwc_memory(sb3, ours,
     sample = got._get_samples(inds)
     for x in (sample.observations, sample.next_observations):
         assert x.shape == (19, 4, 6, 5) and x.is_contiguous(memory_format=torch.channels_last)
+    for x in sample:  # sampled without SB3's copy: the tensors must still be the sample's own memory
+        if x is not None:
+            x.zero_()
+    _assert_same_samples(got, want, inds)
 
 
 def test_a_channels_last_buffer_of_vectors_stores_them_as_sb3_does(tmp_path):

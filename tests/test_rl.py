@@ -10,7 +10,7 @@ import torch
 import yaml
 from spiking_dqn.agents import pipeline
 from spiking_dqn.agents.dqn import IIRDQN, native_bf16
-from spiking_dqn.agents.networks import build_ann
+from spiking_dqn.agents.networks import build_ann, infer
 from spiking_dqn.agents.pipeline import Run
 from spiking_dqn.agents.policy import EpsilonGreedy, IIRPolicy, QNet
 from spiking_dqn.envs import make_env
@@ -118,6 +118,22 @@ def test_lean_predict_gives_sb3s_actions_and_eval_mode(env_name):
     assert actions.shape == (3,) and actions.tolist() == expected.tolist() and state is None
     single, _ = policy.predict(obs[0], deterministic=True)  # one unbatched observation: SB3's own path
     assert np.ndim(single) == 0 and int(single) == expected[0]
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (4,)), ("paper-conv", (3, 40, 60)), ("nature", (4, 84, 84))])
+def test_infer_gives_the_modules_numbers_and_leaves_its_input_alone(arch, shape):
+    torch.manual_seed(0)
+    net = build_ann(arch, shape, 3, hidden=[8, 8]).eval()
+    x = torch.randn(5, *shape)
+    if arch == "nature":
+        net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if arch == "mlp":
+        net.insert(0, torch.nn.ReLU())  # a ReLU on the input itself must not write into it
+    before = x.clone()
+    with torch.no_grad():
+        expected = net(x)
+    assert torch.equal(infer(net, x), expected) and torch.equal(x, before)
 
 
 @pytest.mark.parametrize("timesteps, double_q", [(None, False), (2, False), (None, True)])
