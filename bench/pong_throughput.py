@@ -7,8 +7,9 @@ buffer, and the spiking T5 stage (the preset's SNN settings, without a teacher).
 learn in alternating chunks in one process, so a change in machine load during the run hits all of them alike.
 Before timing, each replay buffer's slots for the timed steps are written once, as every slot is after a run's
 first pass through its buffer (100k of its 2M env steps): a first write to fresh memory costs both learners the same
-(on a 2-core VM, about 15 ms per 2 MB huge page numpy asks for, 0.3-0.4 ms per env step; pong.md, thirty-third
-session) and is not what a run spends its time on; `--fresh-pages` times them on fresh memory instead.
+(on a 2-core VM, up to 15 ms per 2 MB huge page numpy asks for where the VM had not handed that memory out before,
+0.3-0.4 ms per env step; pong.md, thirty-third session) and is not what a run spends its time on; `--fresh-pages`
+times them on fresh memory instead.
 Prints the rates and the ratios to stock.
 
     python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--sb3-buffer]
