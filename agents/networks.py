@@ -44,7 +44,7 @@ def build_ann(arch: str, obs_shape: Sequence[int], n_actions: int, hidden: Seque
 @torch.no_grad()
 def infer(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """`net(x)` without autograd, its convolutions, linear layers and flattens called as their functional ops and a
-    ReLU after one of them applied in place: the same numbers, with a batch-1 Nature-DQN decision about 3 % faster in
+    ReLU after one of them applied in place: the same numbers, with batch-1 Nature-DQN decisions 2 to 3 % faster in
     a Pong learning loop on a 2-core CPU (module calls and a new tensor per ReLU are much of a decision there:
     pong.md, thirty-third session)."""
     owned = False  # whether x is a tensor made here (never the caller's input)
