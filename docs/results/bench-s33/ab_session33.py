@@ -16,6 +16,7 @@ from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy, QNet
 from spiking_dqn.envs import make_env
+from stable_baselines3.common.buffers import ReplayBuffer
 
 from spiking_dqn.config import load_preset
 
@@ -43,7 +44,7 @@ class CopyingBuffer(ChannelsLastNStepReplayBuffer):
     """The channels-last n-step buffer with SB3's copy of every sampled array."""
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:
-        return torch.tensor(array, device=self.device)
+        return ReplayBuffer.to_torch(self, array, copy)
 
 
 def main() -> None:
