@@ -1,0 +1,65 @@
+"""The thirty-fourth session's bfloat16 master-weight copies (`shadow-adam.patch`: the update's forward on bfloat16
+copies of the online net's weights, one compiled step that clips their bfloat16 gradients, steps the float32 masters
+with Adam and rewrites the copies) against the ANN path as it is (autocast casting the weights each forward and
+their gradients each backward, then fused Adam), learning in alternating chunks of 250 env steps in one process as
+bench/pong_throughput.py times its models (the `pong` preset's ANN settings, buffer slots written before timing).
+Prints each path's env steps/s, the overall ratio and the quartiles of the per-chunk-pair ratios.
+
+    git apply docs/results/bench-s34/shadow-adam.patch
+    python docs/results/bench-s34/ab_shadow.py [--steps 12000]
+    git apply -R docs/results/bench-s34/shadow-adam.patch
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from spiking_dqn.agents.dqn import IIRDQN
+from spiking_dqn.agents.pipeline import dqn_kwargs
+from spiking_dqn.agents.policy import IIRPolicy
+from spiking_dqn.envs import make_env
+
+from spiking_dqn.config import load_preset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+from pong_throughput import touch
+
+
+def main() -> None:
+    """Time both paths and print the rates and ratios."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=12000)
+    args = p.parse_args()
+    if not hasattr(IIRDQN, "shadow_adam"):
+        sys.exit("apply docs/results/bench-s34/shadow-adam.patch first")
+    cfg = {**load_preset("pong"), "device": "cpu"}
+    ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
+    models = {}
+    for name in ("copies", "casts"):
+        model = IIRDQN(IIRPolicy, make_env("pong"), seed=0, **ann)
+        if name == "casts":
+            model.shadow_adam = lambda: None  # type: ignore[method-assign]
+        model.learning_starts = 500
+        model.learn(1000)
+        touch(model.replay_buffer, args.steps)
+        models[name] = model
+    spent, ratios = dict.fromkeys(models, 0.0), []
+    for chunk in range(args.steps // 250):
+        took = {}
+        for name, model in (models.items() if chunk % 2 else reversed(models.items())):
+            start = time.perf_counter()
+            model.learn(250, reset_num_timesteps=False)
+            took[name] = time.perf_counter() - start
+            spent[name] += took[name]
+        ratios.append(took["casts"] / took["copies"])
+    for name, t in spent.items():
+        print(f"{name:7s} {args.steps / t:6.1f} env steps/s")
+    print(f"copies vs casts: {spent['casts'] / spent['copies']:.3f}x overall; per chunk pair, quartiles "
+          + ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4)))
+
+
+if __name__ == "__main__":
+    main()
