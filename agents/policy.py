@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from spiking_dqn.agents.buffers import to_hwc
 from spiking_dqn.agents.networks import build_ann, infer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
@@ -108,13 +109,19 @@ class IIRPolicy(DQNPolicy):
     def predict(self, observation: Any, state: Any = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
         """SB3's predict; a batch of array observations skips its per-call checks and its walk setting every module
-        to eval mode when the policy already is (about 0.3 ms of a 1 ms Nature-DQN decision on a CPU: pong.md)."""
+        to eval mode when the policy already is (about 0.3 ms of a 1 ms Nature-DQN decision on a CPU: pong.md), and
+        with channels_last, images reach the network as NHWC memory made by `to_hwc` (no transposing copy of them
+        as floats)."""
         if not isinstance(observation, np.ndarray) or observation.shape[1:] != self.observation_space.shape:
             return super().predict(observation, state, episode_start, deterministic)
         if self.training:
             self.set_training_mode(False)
+        if self.channels_last and observation.ndim == 4:
+            obs = torch.as_tensor(to_hwc(observation), device=self.device).permute(0, 3, 1, 2)
+        else:
+            obs = torch.as_tensor(observation, device=self.device)
         with torch.no_grad():
-            actions = self._predict(torch.as_tensor(observation, device=self.device), deterministic)
+            actions = self._predict(obs, deterministic)
         return actions.cpu().numpy(), state
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

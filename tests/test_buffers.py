@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from spiking_dqn.agents.buffers import ChannelsLastNStepReplayBuffer, ChannelsLastReplayBuffer, buffer_class
+from spiking_dqn.agents.buffers import (
+    ChannelsLastNStepReplayBuffer,
+    ChannelsLastReplayBuffer,
+    buffer_class,
+    to_hwc,
+)
 from spiking_dqn.agents.pipeline import dqn_kwargs, fit_buffer
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
@@ -50,6 +55,15 @@ def test_channels_last_buffers_sample_what_sb3_samples_as_nhwc_memory_of_their_o
         if x is not None:
             x.zero_()
     _assert_same_samples(got, want, inds)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16, np.bool_])  # OpenCV's merge or numpy's copy
+@pytest.mark.parametrize("channels", [1, 4, 600])
+def test_to_hwc_gives_the_images_transposed_as_a_contiguous_array(dtype, channels):
+    images = (np.random.default_rng(0).random((2, channels, 7, 5)) * 200).astype(dtype)
+    for x in (images, images[:, :, ::2]):  # also from a strided view
+        hwc = to_hwc(x)
+        assert hwc.flags.c_contiguous and hwc.dtype == x.dtype and np.array_equal(hwc, x.transpose(0, 2, 3, 1))
 
 
 def test_a_channels_last_buffer_of_vectors_stores_them_as_sb3_does(tmp_path):

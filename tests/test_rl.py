@@ -102,11 +102,12 @@ def test_soft_policy_distillation_rests_at_the_teachers_q_values_where_the_hard_
     assert hard[0, 1] < -0.1 and hard[1, 0] < -0.1
 
 
-@pytest.mark.parametrize("env_name", ["cartpole", "cartpole-pixels"])
-def test_lean_predict_gives_sb3s_actions_and_eval_mode(env_name):
+@pytest.mark.parametrize("env_name, channels_last", [("cartpole", False), ("cartpole-pixels", False),
+                                                     ("cartpole-pixels", True)])
+def test_lean_predict_gives_sb3s_actions_and_eval_mode(env_name, channels_last):
     env = make_env(env_name, n_envs=3, seed=0)
     arch = "mlp" if env_name == "cartpole" else "paper-conv"  # paper-conv has batch norm: eval mode matters
-    model = IIRDQN(IIRPolicy, env, seed=0, policy_kwargs={"arch": arch, "hidden": [16]})
+    model = IIRDQN(IIRPolicy, env, seed=0, policy_kwargs={"arch": arch, "hidden": [16], "channels_last": channels_last})
     policy = model.policy
     obs = env.reset()
     for _ in range(3):
