@@ -6,6 +6,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from spiking_dqn.agents.buffers import (
+    MERGE_DTYPES,
     ChannelsLastNStepReplayBuffer,
     ChannelsLastReplayBuffer,
     buffer_class,
@@ -57,7 +58,7 @@ def test_channels_last_buffers_sample_what_sb3_samples_as_nhwc_memory_of_their_o
     _assert_same_samples(got, want, inds)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16, np.bool_])  # OpenCV's merge or numpy's copy
+@pytest.mark.parametrize("dtype", [*MERGE_DTYPES, np.float16, np.bool_])  # OpenCV's merge, then numpy's copy
 @pytest.mark.parametrize("channels", [1, 4, 600])
 def test_to_hwc_gives_the_images_transposed_as_a_contiguous_array(dtype, channels):
     images = (np.random.default_rng(0).random((2, channels, 7, 5)) * 200).astype(dtype)
