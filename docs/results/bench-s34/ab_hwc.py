@@ -8,15 +8,12 @@ as bench/pong_throughput.py times its models (the `pong` preset's ANN settings, 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
 import timeit
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from paired import compare
 from spiking_dqn.agents.buffers import ChannelsLastNStepReplayBuffer, ChannelsLastReplayBuffer, to_hwc
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
@@ -24,9 +21,6 @@ from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
 
 from spiking_dqn.config import load_preset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from pong_throughput import touch
 
 
 class TransposingBuffer(ChannelsLastNStepReplayBuffer):
@@ -72,23 +66,7 @@ def main() -> None:
     models = {"to_hwc": IIRDQN(IIRPolicy, make_env("pong"), seed=0, **ann),
               "numpy": IIRDQN(IIRPolicy, make_env("pong"), seed=0, **{**ann, "replay_buffer_class": TransposingBuffer})}
     models["numpy"].policy.channels_last = False  # predict hands over CHW frames; QNet transposes them as floats
-    for model in models.values():
-        model.learning_starts = 500
-        model.learn(1000)
-        touch(model.replay_buffer, args.steps)
-    spent, ratios = dict.fromkeys(models, 0.0), []
-    for chunk in range(args.steps // 250):
-        took = {}
-        for name, model in (models.items() if chunk % 2 else reversed(models.items())):
-            start = time.perf_counter()
-            model.learn(250, reset_num_timesteps=False)
-            took[name] = time.perf_counter() - start
-            spent[name] += took[name]
-        ratios.append(took["numpy"] / took["to_hwc"])
-    for name, t in spent.items():
-        print(f"{name:7s} {args.steps / t:6.1f} env steps/s")
-    print(f"to_hwc vs numpy: {spent['numpy'] / spent['to_hwc']:.3f}x overall; per chunk pair, quartiles "
-          + ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4)))
+    compare(models, "to_hwc", "numpy", args.steps)
 
 
 if __name__ == "__main__":

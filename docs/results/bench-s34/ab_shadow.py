@@ -12,20 +12,15 @@ Prints each path's env steps/s, the overall ratio and the quartiles of the per-c
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from pathlib import Path
 
+from paired import compare
 from spiking_dqn.agents.dqn import IIRDQN
 from spiking_dqn.agents.pipeline import dqn_kwargs
 from spiking_dqn.agents.policy import IIRPolicy
 from spiking_dqn.envs import make_env
 
 from spiking_dqn.config import load_preset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
-from pong_throughput import touch
 
 
 def main() -> None:
@@ -42,23 +37,8 @@ def main() -> None:
         model = IIRDQN(IIRPolicy, make_env("pong"), seed=0, **ann)
         if name == "casts":
             model.shadow_adam = lambda: None  # type: ignore[method-assign]
-        model.learning_starts = 500
-        model.learn(1000)
-        touch(model.replay_buffer, args.steps)
         models[name] = model
-    spent, ratios = dict.fromkeys(models, 0.0), []
-    for chunk in range(args.steps // 250):
-        took = {}
-        for name, model in (models.items() if chunk % 2 else reversed(models.items())):
-            start = time.perf_counter()
-            model.learn(250, reset_num_timesteps=False)
-            took[name] = time.perf_counter() - start
-            spent[name] += took[name]
-        ratios.append(took["casts"] / took["copies"])
-    for name, t in spent.items():
-        print(f"{name:7s} {args.steps / t:6.1f} env steps/s")
-    print(f"copies vs casts: {spent['casts'] / spent['copies']:.3f}x overall; per chunk pair, quartiles "
-          + ", ".join(f"{q:.3f}" for q in statistics.quantiles(ratios, n=4)))
+    compare(models, "copies", "casts", args.steps)
 
 
 if __name__ == "__main__":
