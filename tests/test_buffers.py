@@ -65,6 +65,8 @@ def test_to_hwc_gives_the_images_transposed_as_a_contiguous_array(dtype, channel
     for x in (images, images[:, :, ::2]):  # also from a strided view
         hwc = to_hwc(x)
         assert hwc.flags.c_contiguous and hwc.dtype == x.dtype and np.array_equal(hwc, x.transpose(0, 2, 3, 1))
+    stored_hwc = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    assert np.shares_memory(to_hwc(stored_hwc.transpose(0, 3, 1, 2)), stored_hwc)  # VecTransposeImage's views: no copy
 
 
 def test_a_channels_last_buffer_of_vectors_stores_them_as_sb3_does(tmp_path):
