@@ -17,9 +17,10 @@ MERGE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int1
 
 
 def to_hwc(images: np.ndarray) -> np.ndarray:
-    """A batch of (C, H, W) images as a contiguous (n, H, W, C) array: the images' own memory when it is already laid
-    out so (SB3's VecTransposeImage hands over such views: no copy), else OpenCV's channel merge where it takes the
-    dtype (a 4x84x84 uint8 frame stack in about 4 us, against 20 to 50 us for numpy's transposing copy)."""
+    """A batch of (C, H, W) images as a contiguous (n, H, W, C) array: a view of the images' own memory (read it, do
+    not write it) when that is already laid out so, as SB3's VecTransposeImage hands them over, else OpenCV's channel
+    merge where it takes the dtype (a 4x84x84 uint8 frame stack in about 4 us, against 20 to 50 us for numpy's
+    transposing copy)."""
     hwc = images.transpose(0, 2, 3, 1)
     if hwc.flags.c_contiguous or images.dtype not in MERGE_DTYPES or not 1 < images.shape[1] <= CV_CN_MAX:
         return np.ascontiguousarray(hwc)
