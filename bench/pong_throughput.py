@@ -10,14 +10,21 @@ first pass through its buffer (100k of its 2M env steps): a first write to fresh
 (on a 2-core VM, up to 15 ms per 2 MB huge page numpy asks for where the VM had not handed that memory out before,
 0.3-0.4 ms per env step; pong.md, thirty-third session) and is not what a run spends its time on; `--fresh-pages`
 times them on fresh memory instead.
-Prints the rates and the ratios to stock.
+Prints the rates and the ratios to stock. Two identical learners in one process differ by up to a quarter in speed,
+fixed for the life of the process (pong.md, thirty-fifth session), so one run resolves the ratio only that far:
+`--rounds R` runs the comparison in R fresh processes, one after another, and prints each round's ratios and their
+median.
 
     python bench/pong_throughput.py [--steps 3000] [--warmup 1500] [--chunk 250] [--snn] [--eager] [--sb3-buffer]
-        [--fresh-pages] [--device cpu|cuda]
+        [--fresh-pages] [--device cpu|cuda] [--rounds 1]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -60,6 +67,22 @@ def rates(models: dict[str, DQN], warmup: int, steps: int, chunk: int, fresh_pag
     return {name: (steps // chunk) * chunk / t for name, t in spent.items()}
 
 
+def rounds(argv: list[str], n: int) -> None:
+    """Run the comparison in `n` fresh processes and print each round's ratios to stock and their medians."""
+    ratios: dict[str, list[float]] = {}
+    for r in range(n):
+        out = subprocess.run([sys.executable, __file__, *argv, "--json"], check=True, capture_output=True, text=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        base = result["stock SB3 DQN(CnnPolicy)"]
+        print(f"round {r + 1}: " + ", ".join(f"{name} {value:.1f}" for name, value in result.items()), flush=True)
+        for name, value in result.items():
+            if value is not base:
+                ratios.setdefault(name, []).append(value / base)
+    for name, values in ratios.items():
+        print(f"{name:48s} ratio median {statistics.median(values):.2f}x "
+              f"(min {min(values):.2f}x, max {max(values):.2f}x, {n} rounds)")
+
+
 def main() -> None:
     """Run the comparison and print env steps/s and the ratio."""
     p = argparse.ArgumentParser()
@@ -73,6 +96,8 @@ def main() -> None:
     p.add_argument("--fresh-pages", action="store_true",
                    help="time the steps on replay-buffer memory not written before (a run's first pass)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both models learn")
+    p.add_argument("--rounds", type=int, default=1, help="run the comparison in this many fresh processes")
+    p.add_argument("--json", action="store_true", help="print the rates as one JSON line only (a round)")
     args = p.parse_args()
     cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
@@ -80,9 +105,13 @@ def main() -> None:
     stock["replay_buffer_class"] = sb3_buffer = buffer_class(cfg["ann"]["n_steps"], channels_last=False)
     bf16 = ann["bf16"]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
-          f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}, "
-          f"torch.compile: {ann['compile']}, buffer pages {'fresh' if args.fresh_pages else 'written before timing'}")
+    if not args.json:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {card}, bfloat16 autocast: {bf16}, "
+              f"n_steps {cfg['ann']['n_steps']}, memory-optimised buffer: {cfg['ann']['optimize_memory_usage']}, "
+              f"torch.compile: {ann['compile']}, buffer pages {'fresh' if args.fresh_pages else 'written before timing'}")
+    if args.rounds > 1 and not args.json:  # each round's process gets the same arguments and --json
+        rounds(sys.argv[1:], args.rounds)
+        return
     where = {"seed": 0, "device": args.device}
     options = "fused, NHWC" + (", bf16" if bf16 else "")
     models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
@@ -99,6 +128,9 @@ def main() -> None:
         snn["policy_kwargs"]["timesteps"] = 5
         models["spiking-dqn SNN T5 stage"] = IIRDQN(IIRPolicy, make_env("pong"), **where, **snn)
     result = rates(models, args.warmup, args.steps, args.chunk, args.fresh_pages)
+    if args.json:
+        print(json.dumps(result))
+        return
     base = result["stock SB3 DQN(CnnPolicy)"]
     for name, value in result.items():
         print(f"{name:48s} {value:7.1f} env steps/s   ratio {value / base:.2f}x")
