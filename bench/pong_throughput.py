@@ -39,6 +39,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from spiking_dqn.config import load_preset
 
+STOCK = "stock SB3 DQN(CnnPolicy)"
 
 def touch(buffer: ReplayBuffer, steps: int) -> None:
     """Write the buffer's slots for its next `steps` transitions once (they are not sampled before they are added)."""
@@ -71,13 +72,14 @@ def rounds(argv: list[str], n: int) -> None:
     """Run the comparison in `n` fresh processes and print each round's ratios to stock and their medians."""
     ratios: dict[str, list[float]] = {}
     for r in range(n):
-        out = subprocess.run([sys.executable, __file__, *argv, "--json"], check=True, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, *argv, "--json"], check=False, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"round {r + 1} failed:\n{out.stderr[-3000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        base = result["stock SB3 DQN(CnnPolicy)"]
         print(f"round {r + 1}: " + ", ".join(f"{name} {value:.1f}" for name, value in result.items()), flush=True)
         for name, value in result.items():
-            if value is not base:
-                ratios.setdefault(name, []).append(value / base)
+            if name != STOCK:
+                ratios.setdefault(name, []).append(value / result[STOCK])
     for name, values in ratios.items():
         print(f"{name:48s} ratio median {statistics.median(values):.2f}x "
               f"(min {min(values):.2f}x, max {max(values):.2f}x, {n} rounds)")
@@ -99,6 +101,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="run the comparison in this many fresh processes")
     p.add_argument("--json", action="store_true", help="print the rates as one JSON line only (a round)")
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device here: run with --device cpu")
     cfg = {**load_preset("pong"), "device": args.device}
     ann = dqn_kwargs(cfg, cfg["ann"], spiking=False)
     stock = {k: v for k, v in ann.items() if k not in ("policy_kwargs", "target_eps", "double_q", "bf16", "compile")}
@@ -114,7 +118,7 @@ def main() -> None:
         return
     where = {"seed": 0, "device": args.device}
     options = "fused, NHWC" + (", bf16" if bf16 else "")
-    models = {"stock SB3 DQN(CnnPolicy)": DQN("CnnPolicy", make_env("pong"), **where, **stock),
+    models = {STOCK: DQN("CnnPolicy", make_env("pong"), **where, **stock),
               f"spiking-dqn ANN ({options}{', compiled' if ann['compile'] else ''})": IIRDQN(
                   IIRPolicy, make_env("pong"), **where, **ann)}
     if args.eager:
@@ -131,7 +135,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    base = result["stock SB3 DQN(CnnPolicy)"]
+    base = result[STOCK]
     for name, value in result.items():
         print(f"{name:48s} {value:7.1f} env steps/s   ratio {value / base:.2f}x")
 
