@@ -41,6 +41,7 @@ from spiking_dqn.config import load_preset
 
 STOCK = "stock SB3 DQN(CnnPolicy)"
 
+
 def touch(buffer: ReplayBuffer, steps: int) -> None:
     """Write the buffer's slots for its next `steps` transitions once (they are not sampled before they are added)."""
     if buffer.full:
